@@ -1,0 +1,2 @@
+"""Built-in task registrations (importing this package registers them all)."""
+from t2t.data.tasks import c4  # noqa: F401

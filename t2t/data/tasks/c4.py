@@ -1,0 +1,47 @@
+"""Pretraining tasks: every T5 objective over C4 and over the built-in offline corpus.
+
+`c4_<objective>` reads C4 from JSONL shards in allenai/c4's naming under the data
+directory (`c4/en/c4-train.*.json.gz`, `c4/en/c4-validation.*.json.gz`) or, when
+absent, from TFDS `c4/en`. `builtin_<objective>` reads the Python documentation
+corpus that ships with every Python (no download) with a vocabulary trained on it.
+"""
+from t2t.data import objectives, registry, sources
+from t2t.data.vocab import T5_DEFAULT_SPM_PATH, SentencePieceVocabulary, TrainedVocabulary
+
+C4_FILES = sources.JsonlSource(
+    {"train": "c4/en/c4-train.*.json.gz", "validation": "c4/en/c4-validation.*.json.gz"},
+    required_keys=("text",))
+C4_SOURCE = sources.FilesOrTfds(C4_FILES, sources.TfdsSource("c4/en:3.1.0", ("train", "validation")))
+T5_VOCAB = SentencePieceVocabulary(T5_DEFAULT_SPM_PATH)
+BUILTIN_VOCAB = TrainedVocabulary(
+    "builtin_pydocs", lambda: [d["text"] for d in sources.builtin_documents()], vocab_size=8000)
+
+# Objective name -> task suffix (the names researchers know from the T5 paper).
+TASK_SUFFIX = {"span_corruption": "span_corruption", "iid_denoise": "iid_denoise",
+               "drop_tokens": "drop_tokens", "bert_t5": "bert_t5", "bert_mlm": "bert_mlm",
+               "mass": "mass", "deshuffle": "deshuffle", "prefix_lm": "prefix_lm",
+               "causal_lm": "causal_lm"}
+
+
+def _features(vocab, objective):
+    targets = registry.Feature(vocab)
+    if objective.fn is objectives.causal_lm:
+        return {"targets": targets}
+    return {"inputs": registry.Feature(vocab), "targets": targets}
+
+
+def _register(prefix: str, source, vocab, inputs_length: int) -> None:
+    for objective_name, suffix in TASK_SUFFIX.items():
+        objective = objectives.get_objective(objective_name)
+        registry.add_task(
+            f"{prefix}_{suffix}", source,
+            preprocessors=[registry.rekey({"targets": "text"}),
+                           registry.tokenize,
+                           *objectives.preprocessors(objective)],
+            output_features=_features(vocab, objective),
+            default_sequence_length=objective.default_sequence_length(inputs_length),
+            description=f"{objective_name} over {prefix}; pairs with the {objective.converter!r} converter")
+
+
+_register("c4", C4_SOURCE, T5_VOCAB, inputs_length=512)
+_register("builtin", sources.BuiltinCorpusSource(), BUILTIN_VOCAB, inputs_length=128)

@@ -1,0 +1,122 @@
+"""Show exactly what a task feeds the model.
+
+  python -m t2t.inspect --task c4_span_corruption --split validation -n 5 \
+      --data_dir ../shared/data --vocab ../shared/data/vocab/t5_cc_all.32000/spiece.model
+
+Prints N preprocessed examples (before the feature converter) as JSON lines:
+`inputs`/`targets` token ids, `inputs_text`/`targets_text` decoded (sentinels
+shown as <extra_id_N>) and `*_pretokenized` strings where the task has them.
+The train split is shuffled with --seed as in training; other splits come in
+file order. --stats summarises the whole split instead.
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+
+import numpy as np
+
+from t2t.data import registry
+from t2t.data.vocab import SentencePieceVocabulary
+
+
+def parse_lengths(text: str | None) -> dict[str, int] | None:
+    """'inputs:512,targets:114' -> {'inputs': 512, 'targets': 114}."""
+    if not text:
+        return None
+    out = {}
+    for part in text.split(","):
+        key, sep, value = part.partition(":")
+        if not sep or not value.strip().isdigit():
+            raise SystemExit(f"--sequence_length: expected key:int pairs like inputs:512,targets:114, got {part!r}")
+        out[key.strip()] = int(value)
+    return out
+
+
+def example_record(ex: dict, features) -> dict:
+    out = {}
+    for key, feature in features.items():
+        if key not in ex:
+            continue
+        ids = np.asarray(ex[key]).tolist()
+        out[key] = ids
+        out[f"{key}_text"] = feature.vocabulary.decode(ids) if feature.vocabulary else None
+        if f"{key}_pretokenized" in ex:
+            out[f"{key}_pretokenized"] = ex[f"{key}_pretokenized"]
+    return out
+
+
+def split_stats(records, vocab_size: int) -> dict:
+    """Lengths, sentinel counts and whether sentinels count down in order, over a split."""
+    n, lengths, sentinels, ordered = 0, {}, [], True
+    for rec in records:
+        n += 1
+        for key in ("inputs", "targets"):
+            if key in rec:
+                lengths.setdefault(key, []).append(len(rec[key]))
+        if "inputs" in rec:
+            s = [t for t in rec["inputs"] if t >= vocab_size - 100]
+            sentinels.append(len(s))
+            ordered &= s == list(range(vocab_size - 1, vocab_size - 1 - len(s), -1))
+    stats = {"examples": n, "sentinels_in_order": bool(ordered)}
+    for key, values in lengths.items():
+        stats[f"{key}_length_mean"] = float(np.mean(values))
+        stats[f"{key}_length_max"] = int(np.max(values))
+    if sentinels:
+        stats["sentinels_per_input_mean"] = float(np.mean(sentinels))
+    return stats
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m t2t.inspect", description=__doc__.split("\n\n")[0])
+    p.add_argument("--task", required=True, help="a registered task or mixture name")
+    p.add_argument("--split", default="validation")
+    p.add_argument("-n", type=int, default=5, help="examples to print")
+    p.add_argument("--data_dir", default=None, help="folder of local data files (default $T2T_DATA_DIR)")
+    p.add_argument("--vocab", default=None, help="SentencePiece model overriding the task's vocabulary")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--sequence_length", default=None, help="e.g. inputs:512,targets:114")
+    p.add_argument("--format", choices=("jsonl", "text"), default="jsonl")
+    p.add_argument("--stats", action="store_true", help="summarise the whole split instead")
+    args = p.parse_args(argv)
+
+    try:
+        task = registry.get_task_or_mixture(args.task)
+    except KeyError as e:
+        raise SystemExit(f"error: {e.args[0]}")
+    vocab = SentencePieceVocabulary(args.vocab) if args.vocab else None
+    lengths = parse_lengths(args.sequence_length)
+    if isinstance(task, registry.Mixture):
+        ds = task.get_dataset(args.split, sequence_length=lengths, data_dir=args.data_dir,
+                              seed=args.seed, vocabulary=vocab)
+        features = registry.get_task(task.task_rates(args.split, args.data_dir)[0][0].name
+                                     ).with_vocabulary(vocab).output_features
+    else:
+        task = task.with_vocabulary(vocab)
+        ds = task.get_dataset(args.split, sequence_length=lengths, data_dir=args.data_dir,
+                              shuffle=args.split == "train", seed=args.seed,
+                              num_epochs=1)
+        features = task.output_features
+    records = (example_record(ex, features) for ex in ds)
+    if args.stats:
+        vocab_size = next(iter(features.values())).vocabulary.vocab_size
+        print(json.dumps(split_stats(records, vocab_size)))
+        return 0
+    for i, rec in enumerate(itertools.islice(records, args.n)):
+        if args.format == "jsonl":
+            print(json.dumps(rec, ensure_ascii=False))
+        else:
+            print(f"=== example {i}")
+            for key in ("inputs", "targets"):
+                if key in rec:
+                    if f"{key}_pretokenized" in rec:
+                        print(f"{key}_pretokenized: {rec[key + '_pretokenized']}")
+                    print(f"{key} ({len(rec[key])} tokens): {rec[key + '_text']}")
+    sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,23 @@
+"""Shared pytest fixtures: the real-data folder and a small SentencePiece vocabulary."""
+import os
+import pathlib
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> pathlib.Path:
+    """The folder of real GLUE/SuperGLUE/C4 files (T2T_DATA_DIR); skips when it is not set."""
+    path = os.environ.get("T2T_DATA_DIR")
+    if not path:
+        pytest.skip("T2T_DATA_DIR is not set: real-data tests need ../shared/data (see README)")
+    path = pathlib.Path(path)
+    if not path.is_dir():
+        pytest.fail(f"T2T_DATA_DIR={path} is not a directory")
+    return path
+
+
+@pytest.fixture(scope="session")
+def t5_vocab_path(data_dir) -> pathlib.Path:
+    """T5's public cc_all.32000 SentencePiece model inside the data folder."""
+    return data_dir / "vocab" / "t5_cc_all.32000" / "spiece.model"
