@@ -19,7 +19,7 @@ setuptools.setup(
     name="t2t",
     version="0.1.0",
     description="T5-style text-to-text pretraining ablations in JAX/Flax",
-    packages=setuptools.find_packages(include=["t2t", "t2t.*"]),
+    packages=setuptools.find_packages(include=["t2t", "t2t.*", "configs"]),
     python_requires=">=3.10",
     install_requires=[
         "jax>=0.10.2",

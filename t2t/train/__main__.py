@@ -1,0 +1,53 @@
+"""python -m t2t.train --config configs/NAME.py --workdir DIR [--config.a.b=value ...]
+
+Multi-host: pass --coordinator_address HOST:PORT --num_processes N --process_id I
+(or nothing on TPU VMs / SLURM, where JAX detects the cluster itself).
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+config_flags.DEFINE_config_file("config", None, "a configs/*.py file with get_config()",
+                                lock_config=True)
+flags.DEFINE_string("workdir", None, "folder for checkpoints, metrics and the resolved config")
+flags.DEFINE_string("coordinator_address", None, "HOST:PORT of process 0 (multi-host)")
+flags.DEFINE_integer("num_processes", None, "number of processes (multi-host)")
+flags.DEFINE_integer("process_id", None, "this process's index (multi-host)")
+flags.mark_flags_as_required(["config", "workdir"])
+FLAGS = flags.FLAGS
+
+
+def init_distributed() -> None:
+    """jax.distributed from the flags, or auto-detected on TPU VM / SLURM clusters."""
+    import jax
+
+    if FLAGS.coordinator_address:
+        if jax.config.jax_platforms in (None, "", "cpu") and os.environ.get("JAX_PLATFORMS", "cpu") == "cpu":
+            jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
+    elif os.environ.get("TPU_WORKER_HOSTNAMES", "").count(",") or (
+            int(os.environ.get("SLURM_NTASKS", "1")) > 1):
+        jax.distributed.initialize()
+
+
+def main(argv) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO
+    init_distributed()
+    from t2t.train import loop
+
+    try:
+        result = loop.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+    except loop.NonFiniteLossError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(3)
+    print(f"done: step {result['step']}" + (f", loss {result['loss']:.4f}" if "loss" in result else ""))
+
+
+if __name__ == "__main__":
+    app.run(main)

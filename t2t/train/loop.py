@@ -1,0 +1,323 @@
+"""The training loop, read top to bottom in the order data moves:
+
+config -> mesh -> data (task/mixture -> objective -> converter -> Grain loader)
+-> model -> optimizer -> state (init, init_from, or resume) -> jitted steps
+-> loop (log, eval, checkpoint, preemption) -> metrics.jsonl + checkpoints.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+import pathlib
+import signal
+import time
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from t2t.data import pipeline, registry
+from t2t.data.vocab import SentencePieceVocabulary
+from t2t.models import variants
+from t2t.models.model import build_model
+from t2t.train import checkpoint as ckpt_lib
+from t2t.train import metrics as metrics_lib
+from t2t.train import optim, partitioning
+from t2t.train import step as step_lib
+
+
+class NonFiniteLossError(RuntimeError):
+    pass
+
+
+# ----------------------------------------------------------------------------- data
+def resolve_converter(cfg, model_cfg, task) -> str:
+    """`data.converter`, or the natural one for the architecture and the task's features."""
+    if cfg.data.converter != "auto":
+        return cfg.data.converter
+    if model_cfg.architecture == "encoder_decoder":
+        return "enc_dec"
+    if model_cfg.architecture == "encoder_only":
+        return "enc_only"
+    if isinstance(task, registry.Mixture):
+        task = task.task_rates(cfg.data.split, cfg.data.data_dir or None)[0][0]
+    return "prefix_lm" if "inputs" in task.output_features else "lm"
+
+
+def sequence_lengths(cfg) -> dict[str, int]:
+    return {"inputs": int(cfg.data.inputs_length), "targets": int(cfg.data.targets_length)}
+
+
+def batch_shapes(converter: str, lengths, batch_size: int, pack: bool) -> dict[str, tuple]:
+    """Global shapes of every batch key the converter emits."""
+    li, lt = lengths["inputs"], lengths["targets"]
+    if converter == "enc_dec":
+        keys = {"encoder_input_tokens": li, "decoder_input_tokens": lt, "decoder_target_tokens": lt,
+                "decoder_loss_weights": lt}
+        if pack:
+            keys.update(encoder_segment_ids=li, encoder_positions=li, decoder_segment_ids=lt,
+                        decoder_positions=lt)
+    elif converter in ("lm", "prefix_lm"):
+        n = lt if converter == "lm" else li + lt
+        keys = dict.fromkeys(("decoder_input_tokens", "decoder_target_tokens", "decoder_loss_weights",
+                              "decoder_causal_attention"), n)
+        if pack:
+            keys.update(decoder_segment_ids=n, decoder_positions=n)
+    else:
+        keys = dict.fromkeys(("encoder_input_tokens", "decoder_target_tokens", "decoder_loss_weights"), li)
+        if pack:
+            keys.update(encoder_segment_ids=li, encoder_positions=li)
+    return {k: (batch_size, n) for k, n in keys.items()}
+
+
+def make_datasets(cfg, converter: str, vocab, shard):
+    common = dict(sequence_length=sequence_lengths(cfg), global_batch_size=cfg.data.batch_size,
+                  converter=converter, pack=cfg.data.pack, seed=cfg.seed,
+                  data_dir=cfg.data.data_dir or None, vocabulary=vocab, shard=shard)
+    train = pipeline.get_dataset(cfg.data.task, cfg.data.split, shuffle=True, num_epochs=None,
+                                 num_workers=cfg.data.num_workers, **common)
+
+    def make_eval():
+        return pipeline.get_dataset(cfg.data.task, cfg.data.eval_split, shuffle=False,
+                                    num_epochs=None, **common)
+    return train, make_eval
+
+
+# ----------------------------------------------------------------------------- flops
+def flops_per_step(model_cfg, converter: str, lengths, batch_size: int) -> float:
+    li, lt = lengths["inputs"], lengths["targets"]
+    if converter == "lm":
+        return variants.flops_per_token(model_cfg, 0, lt) * batch_size * lt
+    if converter == "enc_only":
+        return variants.flops_per_token(model_cfg, li, li) * batch_size * li
+    return variants.flops_per_token(model_cfg, li, lt) * batch_size * lt
+
+
+# ----------------------------------------------------------------------------- state
+def load_init_params(path: str, abstract_params, shardings):
+    """Params from a t2t checkpoint dir (latest step) or a converted model dir (params/)."""
+    path = os.path.abspath(path)
+    ckpt_dir = os.path.join(path, "checkpoints")
+    import orbax.checkpoint as ocp
+    target = ckpt_lib.abstract_with_shardings(abstract_params, shardings)
+    if os.path.isdir(ckpt_dir):
+        manager = ckpt_lib.Checkpointer(ckpt_dir, async_save=False)
+        step = manager.latest_step()
+        if step is None:
+            raise FileNotFoundError(f"init_from={path}: no complete checkpoint in {ckpt_dir}")
+        restored = manager._manager.restore(step, args=ocp.args.Composite(
+            state=ocp.args.PyTreeRestore(partial_restore=True, item={"params": target})))
+        return restored["state"]["params"]
+    params_dir = os.path.join(path, "params")
+    if os.path.isdir(params_dir):
+        return ocp.StandardCheckpointer().restore(params_dir, target)
+    raise FileNotFoundError(f"init_from={path}: expected a t2t workdir (with checkpoints/) or a "
+                            "converted model dir (with params/)")
+
+
+class _Preemption:
+    """Turns SIGTERM into a flag the loop checks at step boundaries."""
+
+    def __init__(self):
+        self.requested = False
+        try:
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+        except ValueError:  # not the main thread
+            self._previous = None
+
+    def _handle(self, signum, frame):
+        self.requested = True
+
+    def restore(self):
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+
+
+def _global_batch(local: dict, sharding) -> dict:
+    return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v)) for k, v in local.items()}
+
+
+def _check_finite(step: int, metrics: dict) -> None:
+    loss = float(metrics["loss"])
+    if not math.isfinite(loss):
+        raise NonFiniteLossError(
+            f"loss is {loss} at step {step}: stopping; the last good checkpoint is kept untouched")
+
+
+# ----------------------------------------------------------------------------- main
+def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+    """Trains (or resumes) the run described by `cfg` in `workdir`; returns the last metrics."""
+    workdir = pathlib.Path(workdir).absolute()
+    primary = jax.process_index() == 0
+    if primary:
+        workdir.mkdir(parents=True, exist_ok=True)
+        _atomic_write(workdir / "config.json", cfg.to_json_best_effort(indent=2, sort_keys=True))
+
+    # ---- mesh
+    mesh = partitioning.make_mesh(cfg.mesh.to_dict())
+    batch_sharding = partitioning.batch_sharding(mesh)
+    repl = partitioning.replicated(mesh)
+
+    # ---- model config and data
+    model_cfg = variants.get_model_config(cfg.model.name, **cfg.model.overrides.to_dict())
+    task = registry.get_task_or_mixture(cfg.data.task)
+    converter = resolve_converter(cfg, model_cfg, task)
+    vocab = SentencePieceVocabulary(cfg.data.vocab) if cfg.data.vocab else None
+    task_vocab = vocab or _task_vocabulary(task, cfg)
+    if task_vocab.vocab_size > model_cfg.vocab_size:
+        raise ValueError(f"vocabulary has {task_vocab.vocab_size} ids but model.vocab_size is "
+                         f"{model_cfg.vocab_size}; set --config.model.overrides.vocab_size")
+    shard = (jax.process_index(), jax.process_count())
+    train_ds, make_eval = make_datasets(cfg, converter, vocab, shard)
+    train_iter = iter(train_ds)
+    lengths = sequence_lengths(cfg)
+    shapes = batch_shapes(converter, lengths, cfg.data.batch_size, cfg.data.pack)
+
+    # ---- model and optimizer
+    model = build_model(model_cfg)
+    tx = optim.make_optimizer(cfg.optimizer)
+    lr_schedule = optim.schedule(cfg.optimizer)
+
+    # ---- state: shapes, shardings, then init / init_from / resume
+    init_key = jax.random.key(cfg.seed)
+    example = {k: jnp.zeros((1,) + s[1:], jnp.int32) for k, s in shapes.items()}
+    boxed = jax.eval_shape(model.init, init_key, example)
+    params_sh = partitioning.param_shardings(boxed, mesh)
+    abstract_params = nn.unbox(boxed)
+    abstract_state = jax.eval_shape(lambda p: step_lib.init_state(p, tx), abstract_params)
+    state_sh = step_lib.TrainState(
+        step=repl, params=params_sh,
+        opt_state=partitioning.state_shardings(abstract_state.opt_state, abstract_params, params_sh, mesh))
+    checkpointer = ckpt_lib.Checkpointer(workdir / "checkpoints", keep=cfg.checkpoint.keep,
+                                         keep_every=cfg.checkpoint.keep_every or None,
+                                         async_save=cfg.checkpoint.async_save)
+    start = checkpointer.latest_step()
+    with mesh, partitioning.rules_context(mesh):
+        if start is not None:
+            state = checkpointer.restore(start, ckpt_lib.abstract_with_shardings(abstract_state, state_sh),
+                                         train_iter)
+            _log(primary, f"resumed from step {start} in {checkpointer.directory}")
+        else:
+            start = 0
+            init = jax.jit(lambda k: step_lib.init_state(nn.unbox(model.init(k, example)), tx),
+                           out_shardings=state_sh)
+            state = init(init_key)
+            if cfg.init_from:
+                params = load_init_params(cfg.init_from, abstract_params, params_sh)
+                state = step_lib.init_state(params, tx)
+                state = jax.device_put(state, state_sh)
+                _log(primary, f"initialised params from {cfg.init_from}")
+
+        # ---- jitted steps
+        train_step = jax.jit(
+            functools.partial(step_lib.train_step, model=model, tx=tx, lr_schedule=lr_schedule,
+                              num_microbatches=cfg.train.num_microbatches, z_loss=cfg.train.z_loss,
+                              label_smoothing=cfg.train.label_smoothing),
+            in_shardings=(state_sh, batch_sharding, repl), out_shardings=(state_sh, repl),
+            donate_argnums=(0,))
+        eval_step = jax.jit(functools.partial(step_lib.eval_step, model=model),
+                            in_shardings=(params_sh, batch_sharding), out_shardings=repl)
+        dropout_key = jax.random.key(cfg.seed + 1)
+
+        # ---- loop
+        writer = metrics_lib.MetricsWriter(workdir, primary)
+        flops = flops_per_step(model_cfg, converter, lengths, cfg.data.batch_size)
+        tokens_per_step = cfg.data.batch_size * sum(shapes[k][1] for k in shapes if k.endswith("input_tokens"))
+        preemption = _Preemption()
+        bar = metrics_lib.progress_bar(cfg.train.num_steps, start)
+        history, last, step = [], {}, start
+        t_log = time.perf_counter()
+        try:
+            while step < cfg.train.num_steps:
+                batch = _global_batch(next(train_iter), batch_sharding)
+                state, m = train_step(state, batch, dropout_key)
+                if history:
+                    _check_finite(step, history[-1])  # previous step: already computed
+                history.append(m)
+                step += 1
+                bar.update(1)
+                if step % cfg.train.log_every == 0 or step == cfg.train.num_steps:
+                    _check_finite(step, m)
+                    seconds = (time.perf_counter() - t_log) / len(history)
+                    last = _summarise(history, seconds, tokens_per_step, flops)
+                    record = writer.write(step, last, "train")
+                    bar.set_postfix(loss=f"{record['loss']:.3f}")
+                    _log(primary, _line(record))
+                    history, t_log = [], time.perf_counter()
+                if cfg.train.eval_every and step % cfg.train.eval_every == 0:
+                    ev = evaluate_loss(eval_step, state.params, make_eval(), cfg.train.eval_steps,
+                                       batch_sharding)
+                    _log(primary, _line(writer.write(step, ev, "validation")))
+                    t_log = time.perf_counter()
+                if step % cfg.checkpoint.every_steps == 0 or step == cfg.train.num_steps:
+                    _check_finite(step, m)
+                    checkpointer.save(step, state, train_iter, cfg.to_dict())
+                if preemption.requested:
+                    _check_finite(step, m)
+                    checkpointer.save(step, state, train_iter, cfg.to_dict())
+                    _log(primary, f"SIGTERM: saved a checkpoint at step {step}; exiting")
+                    break
+        finally:
+            preemption.restore()
+            bar.close()
+            checkpointer.close()
+            writer.close()
+    return {"step": step, **{k: float(v) for k, v in last.items()}}
+
+
+def evaluate_loss(eval_step, params, dataset, num_batches: int, batch_sharding) -> dict:
+    totals = None
+    for batch in _take(iter(dataset), num_batches):
+        out = eval_step(params, _global_batch(batch, batch_sharding))
+        totals = out if totals is None else jax.tree.map(jnp.add, totals, out)
+    totals = jax.device_get(totals)
+    n = max(float(totals["num_tokens"]), 1.0)
+    return {"loss": float(totals["loss_sum"]) / n, "accuracy": float(totals["correct"]) / n,
+            "num_tokens": int(totals["num_tokens"])}
+
+
+def _take(iterator, n):
+    for _ in range(n):
+        try:
+            yield next(iterator)
+        except StopIteration:
+            return
+
+
+def _summarise(history, seconds_per_step, tokens_per_step, flops) -> dict:
+    host = jax.device_get(history)
+    out = {k: float(np.mean([h[k] for h in host])) for k in host[-1] if k != "num_tokens"}
+    out["learning_rate"] = float(host[-1]["learning_rate"])
+    out["seconds_per_step"] = seconds_per_step
+    out["tokens_per_second"] = tokens_per_step / seconds_per_step
+    out["mfu"] = metrics_lib.mfu(flops, seconds_per_step)
+    return out
+
+
+def _task_vocabulary(task, cfg):
+    if isinstance(task, registry.Mixture):
+        task = task.task_rates(cfg.data.split, cfg.data.data_dir or None)[0][0]
+    return next(f.vocabulary for f in task.output_features.values() if f.vocabulary is not None)
+
+
+def _line(record: dict) -> str:
+    keys = ("loss", "accuracy", "learning_rate", "tokens_per_second", "mfu")
+    parts = [f"{k}={record[k]:.4g}" for k in keys if k in record]
+    return f"[{record['split']}] step {record['step']}: " + " ".join(parts)
+
+
+def _log(enabled: bool, message: str) -> None:
+    if enabled:
+        from tqdm import tqdm
+        tqdm.write(message)
+
+
+def _atomic_write(path: pathlib.Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)

@@ -1,0 +1,122 @@
+"""Training metrics: JSONL + TensorBoard in the workdir, a progress bar, and MFU.
+
+MFU = achieved model FLOPs per second / (peak FLOPs per device x devices).
+Model FLOPs per step = `t2t.models.variants.flops_per_token` (training FLOPs:
+3x the forward matmul FLOPs, attention included, per target token) x target
+tokens per step (padding included, as the hardware computes it). Peaks are the
+dense bf16 datasheet numbers per device kind; on CPU the peak is measured once
+with a float32 matmul and cached in ~/.cache/t2t.
+"""
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+# Dense bf16 peak FLOP/s per chip, from vendor datasheets.
+PEAK_FLOPS = {
+    "TPU v2": 45e12, "TPU v3": 123e12, "TPU v4": 275e12, "TPU v5 lite": 197e12, "TPU v5e": 197e12,
+    "TPU v5p": 459e12, "TPU v5": 459e12, "TPU v6 lite": 918e12, "TPU v6e": 918e12,
+    "NVIDIA H100": 989e12, "NVIDIA H200": 989e12, "NVIDIA A100": 312e12, "NVIDIA L4": 121e12,
+    "NVIDIA A10G": 125e12, "NVIDIA V100": 125e12,
+}
+
+
+def _cpu_peak_cache() -> pathlib.Path:
+    return pathlib.Path(os.environ.get("T2T_CACHE_DIR", "~/.cache/t2t")).expanduser() / "cpu_peak.json"
+
+
+def measure_matmul_peak(n: int = 1024, repeats: int = 5) -> float:
+    """Best float32 matmul FLOP/s of one device (used as the CPU 'peak')."""
+    x = jnp.ones((n, n), jnp.float32)
+    f = jax.jit(lambda a: a @ a)
+    f(x).block_until_ready()
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        f(x).block_until_ready()
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best
+
+
+def peak_flops_per_device(device=None) -> float:
+    device = device or jax.devices()[0]
+    kind = device.device_kind
+    for name, peak in PEAK_FLOPS.items():
+        if kind.startswith(name) or name in kind:
+            return peak
+    if device.platform != "cpu":
+        return float("nan")
+    cache = _cpu_peak_cache()
+    key = f"{kind}:{os.cpu_count()}:{jax.device_count()}"
+    try:
+        table = json.loads(cache.read_text())
+    except (OSError, ValueError):
+        table = {}
+    if key not in table:
+        table[key] = measure_matmul_peak()
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(".tmp")
+        tmp.write_text(json.dumps(table))
+        os.replace(tmp, cache)
+    return float(table[key])
+
+
+def mfu(flops_per_step: float, seconds_per_step: float, num_devices: int | None = None) -> float:
+    num_devices = num_devices or jax.device_count()
+    return flops_per_step / seconds_per_step / (peak_flops_per_device() * num_devices)
+
+
+class MetricsWriter:
+    """Appends one JSON object per log step to metrics.jsonl and mirrors to TensorBoard.
+
+    Only the primary process (process 0) writes.
+    """
+
+    def __init__(self, workdir: str | os.PathLike, primary: bool = True):
+        self.primary = primary
+        self.path = pathlib.Path(workdir) / "metrics.jsonl"
+        self._tb = None
+        if primary:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            from tensorboardX import SummaryWriter
+            self._tb = SummaryWriter(str(pathlib.Path(workdir) / "tensorboard"))
+
+    def write(self, step: int, values: dict, split: str = "train") -> dict:
+        record = {"step": int(step), "split": split,
+                  **{k: _scalar(v) for k, v in values.items()}}
+        if self.primary:
+            with open(self.path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+            for k, v in record.items():
+                if k not in ("step", "split") and isinstance(v, (int, float)) and np.isfinite(v):
+                    self._tb.add_scalar(f"{split}/{k}", v, step)
+            self._tb.flush()
+        return record
+
+    def close(self) -> None:
+        if self._tb is not None:
+            self._tb.close()
+
+
+def _scalar(v):
+    v = np.asarray(v)
+    return float(v) if v.dtype.kind == "f" else int(v)
+
+
+def read_metrics(workdir) -> list[dict]:
+    path = pathlib.Path(workdir) / "metrics.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+def progress_bar(total: int, initial: int):
+    """A tqdm bar with ETA on a terminal; a silent stand-in otherwise."""
+    from tqdm import tqdm
+    return tqdm(total=total, initial=initial, dynamic_ncols=True, disable=not sys.stderr.isatty(),
+                unit="step")
