@@ -36,6 +36,9 @@ setuptools.setup(
         "scikit-learn>=1.3",
         "scipy>=1.11",
         "tensorboardX>=2.6",
+        "nltk>=3.8",          # C4 cleaning: Punkt sentence splitting
+        "langdetect>=1.0.9",  # C4 cleaning: the language filter TFDS uses
+        "absl-py>=1.4",
     ],
     extras_require={
         "test": TEST,

@@ -78,7 +78,8 @@ def batch_shapes(converter: str, lengths, batch_size: int, pack: bool) -> dict[s
 def make_datasets(cfg, converter: str, vocab, shard):
     common = dict(sequence_length=sequence_lengths(cfg), global_batch_size=cfg.data.batch_size,
                   converter=converter, pack=cfg.data.pack, seed=cfg.seed,
-                  data_dir=cfg.data.data_dir or None, vocabulary=vocab, shard=shard)
+                  data_dir=cfg.data.data_dir or None, vocabulary=vocab, shard=shard,
+                  num_shards=cfg.data.num_shards)
     train = pipeline.get_dataset(cfg.data.task, cfg.data.split, shuffle=True, num_epochs=None,
                                  num_workers=cfg.data.num_workers, **common)
 
@@ -254,12 +255,11 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str
                                        batch_sharding)
                     _log(primary, _line(writer.write(step, ev, "validation")))
                     t_log = time.perf_counter()
-                if step % cfg.checkpoint.every_steps == 0 or step == cfg.train.num_steps:
+                due = step % cfg.checkpoint.every_steps == 0 or step == cfg.train.num_steps
+                if due or preemption.requested:
                     _check_finite(step, m)
                     checkpointer.save(step, state, train_iter, cfg.to_dict())
                 if preemption.requested:
-                    _check_finite(step, m)
-                    checkpointer.save(step, state, train_iter, cfg.to_dict())
                     _log(primary, f"SIGTERM: saved a checkpoint at step {step}; exiting")
                     break
         finally:
