@@ -23,6 +23,8 @@ def base() -> ml_collections.ConfigDict:
             data_dir="",                    # default $T2T_DATA_DIR
             vocab="",                       # SentencePiece model overriding the task's vocabulary
             num_workers=0,
+            num_shards=0,                   # fixed data shards (0 = one per process); fixing it makes
+                                            # batches independent of the process count
         )),
         train=ml_collections.ConfigDict(dict(
             num_steps=1000,

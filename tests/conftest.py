@@ -2,7 +2,10 @@
 import os
 import pathlib
 
-import pytest
+# Eight simulated CPU devices for the sharding tests; set before JAX is imported anywhere.
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+
+import pytest  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -21,3 +24,11 @@ def data_dir() -> pathlib.Path:
 def t5_vocab_path(data_dir) -> pathlib.Path:
     """T5's public cc_all.32000 SentencePiece model inside the data folder."""
     return data_dir / "vocab" / "t5_cc_all.32000" / "spiece.model"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _cache_dir(tmp_path_factory):
+    """A private cache (trained vocabularies, CPU peak) shared by the whole session."""
+    if "T2T_CACHE_DIR" not in os.environ:
+        os.environ["T2T_CACHE_DIR"] = str(tmp_path_factory.mktemp("t2t_cache"))
+    yield

@@ -29,7 +29,8 @@ def get_dataset(name: str, split: str, *, sequence_length: Mapping[str, int],
                 seed: int = 0, shuffle: bool = True, num_epochs: int | None = None,
                 data_dir=None, vocabulary: SentencePieceVocabulary | str | None = None,
                 num_workers: int = 0, shard: tuple[int, int] | None = None,
-                drop_remainder: bool = True, packing_bins: int = 8) -> grain.IterDataset:
+                drop_remainder: bool = True, packing_bins: int = 8,
+                num_shards: int = 0) -> grain.IterDataset:
     """Batches of the batch-key contract for task or mixture `name`.
 
     `num_epochs=None` repeats forever (training); eval uses `num_epochs=1,
@@ -37,6 +38,12 @@ def get_dataset(name: str, split: str, *, sequence_length: Mapping[str, int],
     runs in that many worker processes (deterministic for a fixed count).
     """
     shard = shard or process_shard()
+    if num_shards:
+        common = dict(sequence_length=sequence_length, converter=converter, pack=pack, seed=seed,
+                      shuffle=shuffle, num_epochs=num_epochs, data_dir=data_dir,
+                      vocabulary=vocabulary, drop_remainder=drop_remainder,
+                      packing_bins=packing_bins)
+        return _fixed_shards(name, split, shard, num_shards, global_batch_size, num_workers, common)
     index, count = shard
     if global_batch_size % count:
         raise ValueError(f"global batch size {global_batch_size} is not divisible by the "
@@ -55,8 +62,42 @@ def get_dataset(name: str, split: str, *, sequence_length: Mapping[str, int],
         ds, sequence_length)
     ds = ds.batch(global_batch_size // count, drop_remainder=drop_remainder)
     if num_workers > 0:
+        _allow_unparsed_absl_flags()
         ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers))
     return ds
+
+
+def _fixed_shards(name, split, shard, num_shards, global_batch_size, num_workers,
+                  kwargs) -> grain.IterDataset:
+    """The global batch built from `num_shards` data shards, whatever the process count.
+
+    Each shard is its own stream of `global_batch_size / num_shards` rows per batch;
+    process i of P owns shards [i*S/P, (i+1)*S/P) and concatenates their rows in
+    order, so the global batch (processes in order) is the same for any P dividing S.
+    """
+    index, count = shard
+    if num_shards % count or global_batch_size % num_shards:
+        raise ValueError(f"data.num_shards={num_shards} must be a multiple of the {count} processes "
+                         f"and divide the global batch size {global_batch_size}")
+    per = num_shards // count
+    parts = [get_dataset(name, split, shard=(index * per + j, num_shards),
+                         global_batch_size=global_batch_size, **kwargs)
+             for j in range(per)]
+    ds = parts[0] if per == 1 else grain.experimental.ZipIterDataset(parts).map(
+        lambda rows: {k: np.concatenate([r[k] for r in rows]) for k in rows[0]})
+    if num_workers > 0:
+        _allow_unparsed_absl_flags()
+        ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers))
+    return ds
+
+
+def _allow_unparsed_absl_flags() -> None:
+    """Grain 0.2.18's worker processes read an absl flag; outside `absl.app.run` (pytest,
+    notebooks, plain scripts) that raises UnparsedFlagAccessError (google/grain#1355).
+    Marking the flags parsed keeps their defaults; a later `app.run` still parses argv."""
+    from absl import flags
+    if not flags.FLAGS.is_parsed():
+        flags.FLAGS.mark_as_parsed()
 
 
 def as_numpy(batch: Mapping) -> dict[str, np.ndarray]:

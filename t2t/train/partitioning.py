@@ -46,6 +46,8 @@ def make_mesh(shape: Mapping[str, int], devices=None) -> Mesh:
         if len(devices) % known:
             raise ValueError(f"mesh {dict(shape)}: {len(devices)} devices not divisible by {known}")
         sizes[sizes.index(-1)] = len(devices) // known
+    if not unknown and math.prod(sizes) < len(devices) and jax.process_count() == 1:
+        devices = devices[: math.prod(sizes)]  # a smaller mesh on one host uses the first devices
     if math.prod(sizes) != len(devices):
         raise ValueError(f"mesh {dict(zip(MESH_AXES, sizes))} needs {math.prod(sizes)} devices, "
                          f"have {len(devices)}")
