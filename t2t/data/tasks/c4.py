@@ -45,3 +45,26 @@ def _register(prefix: str, source, vocab, inputs_length: int) -> None:
 
 _register("c4", C4_SOURCE, T5_VOCAB, inputs_length=512)
 _register("builtin", sources.BuiltinCorpusSource(), BUILTIN_VOCAB, inputs_length=128)
+
+
+# Raw web text cleaned with C4's rules (t2t/data/c4.py), then span corruption: the
+# "C4 vs unfiltered" comparison of the T5 paper on your own crawl. Point --data_dir at a
+# folder with web_raw/pages.jsonl.gz (one {"text", "url", ...} per line).
+def _register_web_raw() -> None:
+    from t2t.data import c4 as c4_cleaning
+
+    raw = sources.JsonlSource({"train": "web_raw/pages.jsonl.gz"}, required_keys=("text",))
+    for name, config in (("web_raw_c4_clean", c4_cleaning.C4Config(lang_filter=False)),
+                         ("web_raw_c4_noclean", c4_cleaning.C4Config.noclean())):
+        registry.add_task(f"{name}_pages", raw, preprocessors=[c4_cleaning.preprocessor(config)],
+                          output_features={}, description=f"raw pages after {name} cleaning")
+        objective = objectives.get_objective("span_corruption")
+        registry.add_task(
+            f"{name}_span_corruption", raw,
+            preprocessors=[c4_cleaning.preprocessor(config), registry.rekey({"targets": "text"}),
+                           registry.tokenize, *objectives.preprocessors(objective)],
+            output_features=_features(T5_VOCAB, objective),
+            default_sequence_length=objective.default_sequence_length(512))
+
+
+_register_web_raw()
