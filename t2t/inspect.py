@@ -48,24 +48,44 @@ def example_record(ex: dict, features) -> dict:
     return out
 
 
-def split_stats(records, vocab_size: int) -> dict:
-    """Lengths, sentinel counts and whether sentinels count down in order, over a split."""
-    n, lengths, sentinels, ordered = 0, {}, [], True
+def split_stats(records, vocab_size: int, extra_ids: int = 100) -> dict:
+    """Lengths and sentinel order over a split; where targets carry sentinels too (span
+    corruption, i.i.d. denoising) also the noise density, the mean noise span length and
+    the spans / noise tokens / target length of every full-length example."""
+    first_sentinel = vocab_size - extra_ids
+    n, lengths, per_input, ordered = 0, {}, [], True
+    noise = raw = spans = 0
+    shapes = []  # (inputs length, spans, noise tokens, targets length)
     for rec in records:
         n += 1
+        sentinels = {}
         for key in ("inputs", "targets"):
             if key in rec:
                 lengths.setdefault(key, []).append(len(rec[key]))
+                s = [t for t in rec[key] if t >= first_sentinel]
+                ordered &= s == list(range(vocab_size - 1, vocab_size - 1 - len(s), -1))
+                sentinels[key] = len(s)
         if "inputs" in rec:
-            s = [t for t in rec["inputs"] if t >= vocab_size - 100]
-            sentinels.append(len(s))
-            ordered &= s == list(range(vocab_size - 1, vocab_size - 1 - len(s), -1))
+            per_input.append(sentinels["inputs"])
+        if sentinels.get("targets") and "inputs" in rec:
+            n_noise = len(rec["targets"]) - sentinels["targets"] - 1  # EOS
+            noise += n_noise
+            raw += n_noise + len(rec["inputs"]) - sentinels["inputs"] - 1
+            spans += sentinels["inputs"]
+            shapes.append((len(rec["inputs"]), sentinels["inputs"], n_noise, len(rec["targets"])))
     stats = {"examples": n, "sentinels_in_order": bool(ordered)}
     for key, values in lengths.items():
         stats[f"{key}_length_mean"] = float(np.mean(values))
         stats[f"{key}_length_max"] = int(np.max(values))
-    if sentinels:
-        stats["sentinels_per_input_mean"] = float(np.mean(sentinels))
+    if per_input:
+        stats["sentinels_per_input_mean"] = float(np.mean(per_input))
+    if shapes:
+        stats["noise_density"] = noise / raw
+        stats["mean_noise_span_length"] = noise / max(spans, 1)
+        full = [x for x in shapes if x[0] == max(lengths["inputs"])]
+        stats["full_length_examples"] = len(full)
+        for i, name in enumerate(("spans", "noise_tokens", "targets_length"), start=1):
+            stats[f"full_length_{name}"] = sorted({x[i] for x in full})
     return stats
 
 
@@ -89,6 +109,8 @@ def main(argv=None) -> int:
     vocab = SentencePieceVocabulary(args.vocab) if args.vocab else None
     lengths = parse_lengths(args.sequence_length)
     if isinstance(task, registry.Mixture):
+        if args.stats:
+            raise SystemExit("error: --stats needs a task; a mixture is endless")
         ds = task.get_dataset(args.split, sequence_length=lengths, data_dir=args.data_dir,
                               seed=args.seed, vocabulary=vocab)
         features = registry.get_task(task.task_rates(args.split, args.data_dir)[0][0].name
@@ -101,8 +123,8 @@ def main(argv=None) -> int:
         features = task.output_features
     records = (example_record(ex, features) for ex in ds)
     if args.stats:
-        vocab_size = next(iter(features.values())).vocabulary.vocab_size
-        print(json.dumps(split_stats(records, vocab_size)))
+        vocab = next(iter(features.values())).vocabulary
+        print(json.dumps(split_stats(records, vocab.vocab_size, vocab.extra_ids)))
         return 0
     for i, rec in enumerate(itertools.islice(records, args.n)):
         if args.format == "jsonl":

@@ -61,7 +61,9 @@ class EncDecConverter:
 
     def __call__(self, ds, lengths: Mapping[str, int]) -> grain.IterDataset:
         _check_lengths("encoder-decoder", lengths, ("inputs", "targets"))
-        ds = registry.to_iter(ds).map(lambda ex: {"inputs": ex["inputs"], "targets": ex["targets"]})
+        n_in, n_tg = lengths["inputs"], lengths["targets"]
+        ds = registry.to_iter(ds).map(lambda ex: {"inputs": np.asarray(ex["inputs"], np.int32)[:n_in],
+                                                  "targets": np.asarray(ex["targets"], np.int32)[:n_tg]})
         if not self.pack:
             return ds.map(lambda ex: self._unpacked(ex, lengths))
         return _pack(ds, {"inputs": lengths["inputs"], "targets": lengths["targets"]},

@@ -245,10 +245,33 @@ def concat_and_split(raw_length: int, feature: str = "targets") -> registry.Prep
     (no separator) and cut into chunks of `raw_length` (Grain ConcatThenSplit)."""
     def pp(ds, ctx):
         ds = ds.map(lambda ex: {feature: np.asarray(ex[feature], np.int32)})
-        ds = grain.experimental.ConcatThenSplitIterDataset(
-            registry.to_iter(ds), length_struct={feature: raw_length})
+        ds = _ConcatThenSplit(registry.to_iter(ds), length_struct={feature: raw_length})
         return ds.map(lambda ex: {feature: ex[feature][ex[f"{feature}_segment_ids"] > 0]})
     return pp
+
+
+class _ConcatThenSplit(grain.experimental.ConcatThenSplitIterDataset):
+    """Grain's concat-then-split, with an iterator state that survives a JSON round trip.
+
+    Grain 0.2.18 marks "no remainder" with the tuple (-1, -1) and tests it with `!=`;
+    after JSON (which grain's own Orbax handler uses) it comes back as a list, reads as
+    a real slice, and the restored iterator resumes on the wrong tokens.
+    """
+
+    def __iter__(self):
+        return _TupleSlicesIterator(super().__iter__())
+
+
+class _TupleSlicesIterator(grain.DatasetIterator):
+    def __next__(self):
+        return next(self._parent)
+
+    def get_state(self):
+        return self._parent.get_state()
+
+    def set_state(self, state):
+        slices = {k: tuple(v) for k, v in state["remainder_slices"].items()}
+        self._parent.set_state({**state, "remainder_slices": slices})
 
 
 def apply_objective(objective: Objective, feature: str = "targets") -> registry.Preprocessor:

@@ -148,7 +148,8 @@ class _Registry:
 
     def add(self, item):
         if item.name in self._items:
-            raise ValueError(f"{self.kind} {item.name!r} is already registered")
+            raise ValueError(f"{self.kind} {item.name!r} is already registered; choose another "
+                             f"name or remove the old one first ({self.kind.capitalize()}Registry.remove)")
         self._items[item.name] = item
         return item
 

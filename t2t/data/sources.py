@@ -52,9 +52,10 @@ def expand_patterns(patterns: Patterns, data_dir=None) -> list[str]:
 
 
 def _open_text(path: str):
+    """UTF-8 text; a leading byte-order mark (GLUE's MRPC files have one) is dropped."""
     if path.endswith(".gz"):
-        return gzip.open(path, "rt", encoding="utf-8", newline="\n")
-    return open(path, "rt", encoding="utf-8", newline="\n")
+        return gzip.open(path, "rt", encoding="utf-8-sig", newline="\n")
+    return open(path, "rt", encoding="utf-8-sig", newline="\n")
 
 
 class DataSource(abc.ABC):
