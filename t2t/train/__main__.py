@@ -46,7 +46,15 @@ def main(argv) -> None:
     except loop.NonFiniteLossError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(3)
-    print(f"done: step {result['step']}" + (f", loss {result['loss']:.4f}" if "loss" in result else ""))
+    from t2t.train.metrics import read_metrics
+
+    train = [r for r in read_metrics(FLAGS.workdir) if r["split"] == "train"]
+    summary = f"done: step {result['step']} in {FLAGS.workdir}"
+    if train:
+        summary += (f"; loss {train[0]['loss']:.3f} (step {train[0]['step']}) -> "
+                    f"{train[-1]['loss']:.3f} (step {train[-1]['step']}), "
+                    f"{train[-1]['tokens_per_second']:.0f} tokens/s")
+    print(summary)
 
 
 if __name__ == "__main__":

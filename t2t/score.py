@@ -1,0 +1,118 @@
+"""Log-likelihood of targets given inputs under a t2t checkpoint.
+
+  python -m t2t.score --checkpoint DIR --vocab SPM_MODEL --input TEXT --target TEXT
+  python -m t2t.score --checkpoint DIR --vocab SPM_MODEL --file PAIRS.jsonl
+
+PAIRS.jsonl holds one {"input": ..., "target": ...} per line. Prints one JSON line per pair:
+{"input", "target", "log_likelihood" (sum over target tokens, EOS included), "num_tokens"}.
+Input and target are tokenized with EOS appended. Decoder-only checkpoints score the target
+after the input as prefix (decoder_causal_attention marks the input + start token, as T5X).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import jax
+import numpy as np
+
+from t2t.data.vocab import SentencePieceVocabulary
+from t2t.models.convert import load_checkpoint, load_config
+from t2t.models.model import build_model
+
+EOS_ID = 1
+
+
+def _pad(rows, length):
+    out = np.zeros((len(rows), length), np.int32)
+    for i, r in enumerate(rows):
+        out[i, :len(r)] = r
+    return out
+
+
+def _bucket(n: int) -> int:
+    """Pads lengths to a power of two (>= 8) so few shapes get compiled."""
+    return max(8, 1 << (n - 1).bit_length())
+
+
+def make_batch(inputs: list[list[int]], targets: list[list[int]], architecture: str) -> dict:
+    """Scoring batch (batch-key contract) from token ids that already end in EOS."""
+    if architecture == "encoder_decoder":
+        tgt = _pad(targets, _bucket(max(map(len, targets))))
+        return {"encoder_input_tokens": _pad(inputs, _bucket(max(map(len, inputs)))),
+                "decoder_input_tokens": np.pad(tgt[:, :-1], ((0, 0), (1, 0))),
+                "decoder_target_tokens": tgt,
+                "decoder_loss_weights": (tgt > 0).astype(np.int32)}
+    if architecture != "decoder_only":
+        raise ValueError(f"t2t.score needs an encoder_decoder or decoder_only checkpoint, got "
+                         f"architecture={architecture!r}")
+    seqs = [i + t for i, t in zip(inputs, targets)]
+    length = _bucket(max(map(len, seqs)))
+    tgt = _pad(seqs, length)
+    weights = _pad([[0] * len(i) + [1] * len(t) for i, t in zip(inputs, targets)], length)
+    prefix = _pad([[1] * (len(i) + 1) for i in inputs], length)
+    return {"decoder_input_tokens": np.pad(tgt[:, :-1], ((0, 0), (1, 0))),
+            "decoder_target_tokens": tgt, "decoder_loss_weights": weights,
+            "decoder_causal_attention": prefix}
+
+
+def read_pairs(args) -> list[dict]:
+    if args.file is None:
+        return [{"input": args.input, "target": args.target}]
+    pairs = []
+    with open(args.file, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{args.file}:{lineno}: not JSON ({e})") from None
+            if not isinstance(row, dict) or not {"input", "target"} <= set(row):
+                raise ValueError(f"{args.file}:{lineno}: expected an object with 'input' and "
+                                 f"'target', got {line.strip()[:80]!r}")
+            pairs.append({"input": row["input"], "target": row["target"]})
+    return pairs
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(prog="python -m t2t.score", description=__doc__.split("\n")[0])
+    p.add_argument("--checkpoint", required=True, help="t2t checkpoint dir (model_config.json)")
+    p.add_argument("--vocab", required=True, help="SentencePiece model file")
+    p.add_argument("--input")
+    p.add_argument("--target")
+    p.add_argument("--file", help="JSONL of {\"input\": ..., \"target\": ...}")
+    p.add_argument("--batch_size", type=int, default=16)
+    args = p.parse_args(argv)
+    if (args.file is None) == (args.input is None or args.target is None):
+        p.error("give either --input and --target, or --file")
+    return args
+
+
+def main(argv=None, out=None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    out = out or sys.stdout
+    cfg = load_config(args.checkpoint)
+    vocab = SentencePieceVocabulary(args.vocab)
+    if vocab.vocab_size > cfg.vocab_size:
+        raise ValueError(f"--vocab {args.vocab} has {vocab.vocab_size} ids but the checkpoint's "
+                         f"model has vocab_size={cfg.vocab_size}")
+    pairs = read_pairs(args)
+    _, params = load_checkpoint(args.checkpoint)
+    model = build_model(cfg)
+    score = jax.jit(model.score)
+    for start in range(0, len(pairs), args.batch_size):
+        chunk = pairs[start:start + args.batch_size]
+        inputs = [vocab.encode(p["input"]) + [EOS_ID] for p in chunk]
+        targets = [vocab.encode(p["target"]) + [EOS_ID] for p in chunk]
+        lls = np.asarray(score(params, make_batch(inputs, targets, cfg.architecture)))
+        for pair, tgt, ll in zip(chunk, targets, lls):
+            out.write(json.dumps({**pair, "log_likelihood": float(ll),
+                                  "num_tokens": len(tgt)}) + "\n")
+    out.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
