@@ -308,6 +308,15 @@ def check_lengths(objective: Objective) -> registry.Preprocessor:
             if lengths["targets"] < targets:
                 raise ValueError(f"span corruption with inputs {lengths['inputs']} needs targets "
                                  f">= {targets}, got {lengths['targets']}")
+            density = objective.kwargs.get("noise_density", 0.15)
+            mean_span = objective.kwargs.get("mean_noise_span_length", 3.0)
+            spans = max(int(round(int(round(raw * density)) / mean_span)), 1)
+            extra_ids = getattr(ctx.vocabulary("targets"), "extra_ids", None)
+            if extra_ids is not None and spans > extra_ids:
+                raise ValueError(
+                    f"span corruption at density {density}, mean span {mean_span} on {raw} tokens "
+                    f"makes {spans} spans but the vocabulary has only {extra_ids} sentinels "
+                    "(extra_ids); use a vocabulary with more extra ids or shorter inputs")
         return ds
     return pp
 

@@ -264,3 +264,19 @@ def test_c4_bert_t5_90_10(c4):
         sentinel += (ex["inputs"][diff] == c4.vocab.vocab_size - 1).sum()
     assert changed / total == pytest.approx(0.15, abs=0.01)
     assert sentinel / changed == pytest.approx(0.9, abs=0.02)
+
+
+def test_more_spans_than_sentinels_is_an_error():
+    from t2t.data import objectives, registry
+    from t2t.data.vocab import SentencePieceVocabulary
+
+    class Vocab(SentencePieceVocabulary):
+        extra_ids = 100
+        vocab_size = 32100
+
+    objective = objectives.get_objective("span_corruption", noise_density=0.5,
+                                         mean_noise_span_length=2.0)
+    ctx = registry.Context(split="train", output_features={"targets": registry.Feature(Vocab("x"))},
+                           sequence_length={"inputs": 512, "targets": 512})
+    with pytest.raises(ValueError, match="makes 170 spans but the vocabulary has only 100 sentinels"):
+        objectives.check_lengths(objective)(None, ctx)
