@@ -160,3 +160,13 @@ def test_unknown_override_is_an_error(tmp_path):
                             capture_output=True, text=True, timeout=120)
     assert result.returncode != 0
     assert "num_stepz" in result.stderr
+
+
+def test_restore_onto_a_different_mesh(straight, tmp_path):
+    loop.train_and_evaluate(_config(**{"train.num_steps": 10, "mesh.data": 1}), str(tmp_path))
+    loop.train_and_evaluate(_config(**{"train.num_steps": 12, "mesh.data": 2, "mesh.fsdp": 2,
+                                       "mesh.tensor": 2}), str(tmp_path))
+    losses, reference = _losses(tmp_path), _losses(straight)
+    assert sorted(losses) == list(range(1, 13))
+    for step in (11, 12):
+        assert losses[step] == pytest.approx(reference[step], rel=1e-5, abs=1e-5)

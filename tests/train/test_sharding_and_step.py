@@ -97,7 +97,7 @@ def test_gradient_accumulation_equals_big_batch():
     # SGD with lr 1 moves params by the gradient, so this compares the accumulated gradient
     # with the big-batch gradient element by element (Adam/Adafactor normalise the first
     # update to ~lr*sign(g), which would amplify float rounding in near-zero gradients).
-    for mesh in ({"data": 1, "fsdp": 1, "tensor": 1}, {"data": 2, "fsdp": 2, "tensor": 2}):
+    for mesh in ({"data": 2, "fsdp": 2, "tensor": 2},):
         ref_state, ref_metrics = _one_step(mesh, 1, "sgd")
         state, metrics = _one_step(mesh, 4, "sgd")
         assert abs(metrics["loss"] - ref_metrics["loss"]) < 1e-5
