@@ -97,14 +97,14 @@ def test_gradient_accumulation_equals_big_batch():
     # SGD with lr 1 moves params by the gradient, so this compares the accumulated gradient
     # with the big-batch gradient element by element (Adam/Adafactor normalise the first
     # update to ~lr*sign(g), which would amplify float rounding in near-zero gradients).
-    for mesh in ({"data": 2, "fsdp": 2, "tensor": 2},):
-        ref_state, ref_metrics = _one_step(mesh, 1, "sgd")
-        state, metrics = _one_step(mesh, 4, "sgd")
-        assert abs(metrics["loss"] - ref_metrics["loss"]) < 1e-5
-        assert abs(metrics["grad_norm"] - ref_metrics["grad_norm"]) < 1e-5
-        diffs = jax.tree.map(lambda a, b: float(np.max(np.abs(a - b))),
-                             jax.device_get(state.params), jax.device_get(ref_state.params))
-        assert max(jax.tree.leaves(diffs)) < 1e-5
+    mesh = {"data": 2, "fsdp": 2, "tensor": 2}
+    ref_state, ref_metrics = _one_step(mesh, 1, "sgd")
+    state, metrics = _one_step(mesh, 4, "sgd")
+    assert abs(metrics["loss"] - ref_metrics["loss"]) < 1e-5
+    assert abs(metrics["grad_norm"] - ref_metrics["grad_norm"]) < 1e-5
+    diffs = jax.tree.map(lambda a, b: float(np.max(np.abs(a - b))),
+                         jax.device_get(state.params), jax.device_get(ref_state.params))
+    assert max(jax.tree.leaves(diffs)) < 1e-5
 
 
 def test_mesh_errors_and_rest_axis():
