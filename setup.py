@@ -39,6 +39,7 @@ setuptools.setup(
         "nltk>=3.8",          # C4 cleaning: Punkt sentence splitting
         "langdetect>=1.0.9",  # C4 cleaning: the language filter TFDS uses
         "absl-py>=1.4",
+        "safetensors>=0.4",   # Hugging Face checkpoint import/export
     ],
     extras_require={
         "test": TEST,

@@ -2,8 +2,17 @@
 import os
 import pathlib
 
-# Eight simulated CPU devices for the sharding tests; set before JAX is imported anywhere.
-os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+# Eight simulated CPU devices for the sharding tests, and XLA's cheap CPU compile (tests are
+# compile-bound; results stay deterministic). Set before JAX is imported anywhere.
+FAST_COMPILE_FLAGS = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+
+
+def xla_flags(num_devices: int) -> str:
+    """XLA_FLAGS for a test process (subprocesses must match the parent to agree bit for bit)."""
+    return f"--xla_force_host_platform_device_count={num_devices} {FAST_COMPILE_FLAGS}"
+
+
+os.environ.setdefault("XLA_FLAGS", xla_flags(8))
 
 import pytest  # noqa: E402
 

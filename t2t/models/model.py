@@ -22,6 +22,7 @@ from typing import Mapping
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 
 from t2t.models import decoding
 from t2t.models.transformer import make_module
@@ -189,7 +190,7 @@ class Model:
             params, arrays, rng, max_decode_length=max_decode_length, method=method,
             temperature=float(temperature) if method == "sample" else 0.0, top_k=int(top_k),
             top_p=float(top_p), num_beams=int(num_beams) if method == "beam" else 1,
-            length_penalty=float(length_penalty), eos_id=int(eos_id))
+            length_penalty=length_penalty, eos_id=int(eos_id))
         return out if (return_scores and method == "beam") else out[0]
 
     def init_decoding(self, params, batch, max_decode_length: int, repeats: int = 1):
@@ -256,6 +257,17 @@ class Model:
         last = jnp.take_along_axis(prompt, (prompt_len - 1)[:, None], axis=1)[:, 0]
         cache, last, index = decoding.repeat_batch((cache, last, prompt_len - 1), repeats)
         return fn, cache, last, index
+
+
+def example_batch(architecture: str, batch_size: int = 1, length: int = 4) -> dict:
+    """A minimal valid batch of int32 zeros/ones (for `init` and `jax.eval_shape`)."""
+    ones = np.ones((batch_size, length), np.int32)
+    batch = {"decoder_target_tokens": ones, "decoder_loss_weights": ones}
+    if architecture != "encoder_only":
+        batch["decoder_input_tokens"] = np.zeros_like(ones)
+    if architecture != "decoder_only":
+        batch["encoder_input_tokens"] = ones
+    return batch
 
 
 @functools.lru_cache(maxsize=32)

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from configs import tiny_test
+from tests.conftest import xla_flags
 from t2t.train import loop
 from t2t.train.metrics import read_metrics
 
@@ -49,8 +50,7 @@ def _params(workdir, step):
 
 
 def _env():
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
-               PYTHONPATH=str(ROOT))
+    env = dict(os.environ, XLA_FLAGS=xla_flags(8), PYTHONPATH=str(ROOT))
     return env
 
 
@@ -131,7 +131,7 @@ def test_two_processes_equal_one(straight, tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = dict(_env(), XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    env = dict(_env(), XLA_FLAGS=xla_flags(2))
     cmd = _cli(tmp_path, "--config.train.num_steps=8", "--config.mesh.data=-1",
                "--coordinator_address", f"127.0.0.1:{port}", "--num_processes", "2")
     procs = [subprocess.Popen(cmd + ["--process_id", str(i)], env=env, stdout=subprocess.PIPE,
