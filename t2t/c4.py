@@ -18,6 +18,7 @@ import tempfile
 from typing import Iterable, Iterator
 
 from t2t.data import c4
+from t2t.data.sources import iter_jsonl
 
 
 def _open(path: str, mode: str, gz: bool | None = None):
@@ -28,19 +29,11 @@ def _open(path: str, mode: str, gz: bool | None = None):
 
 def read_jsonl(path: str, text_key: str = "text") -> Iterator[dict]:
     """Streams JSON objects from a .jsonl or .jsonl.gz file, one line at a time; blank lines skipped."""
-    with _open(path, "r") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{n}: malformed JSON ({e.msg} at column {e.colno})") from None
-            if not isinstance(record, dict) or not isinstance(record.get(text_key), str):
-                got = type(record.get(text_key) if isinstance(record, dict) else record).__name__
-                raise ValueError(f"{path}:{n}: expected a JSON object with a string {text_key!r} field, "
-                                 f"got {got}")
-            yield record
+    for n, record in enumerate(iter_jsonl(path, required_keys=(text_key,)), 1):
+        if not isinstance(record[text_key], str):
+            raise ValueError(f"{path}: record {n}: expected a string {text_key!r} field, "
+                             f"got {type(record[text_key]).__name__}")
+        yield record
 
 
 def write_jsonl_atomic(path: str, records: Iterable[dict]) -> int:

@@ -17,6 +17,7 @@ import sys
 import jax
 import numpy as np
 
+from t2t.data.sources import iter_jsonl
 from t2t.data.vocab import SentencePieceVocabulary
 from t2t.models.convert import load_checkpoint, load_config
 from t2t.models.model import build_model
@@ -60,20 +61,8 @@ def make_batch(inputs: list[list[int]], targets: list[list[int]], architecture: 
 def read_pairs(args) -> list[dict]:
     if args.file is None:
         return [{"input": args.input, "target": args.target}]
-    pairs = []
-    with open(args.file, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{args.file}:{lineno}: not JSON ({e})") from None
-            if not isinstance(row, dict) or not {"input", "target"} <= set(row):
-                raise ValueError(f"{args.file}:{lineno}: expected an object with 'input' and "
-                                 f"'target', got {line.strip()[:80]!r}")
-            pairs.append({"input": row["input"], "target": row["target"]})
-    return pairs
+    return [{"input": row["input"], "target": row["target"]}
+            for row in iter_jsonl(args.file, required_keys=("input", "target"))]
 
 
 def parse_args(argv):

@@ -151,19 +151,32 @@ class JsonlSource(FileSource):
         self._required = tuple(required_keys)
 
     def _parse(self, line: str, where: str) -> Example:
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{where}: malformed JSON line ({e.msg} at column {e.colno})") from None
-        if not isinstance(record, dict):
-            raise ValueError(f"{where}: expected a JSON object, got {type(record).__name__}")
-        missing = [k for k in self._required if k not in record]
-        if missing:
-            raise ValueError(f"{where}: missing key(s) {missing}; expected {list(self._required)}")
-        return record
+        return parse_json_object(line, where, self._required)
 
     def _records(self, files):
         return _Records(files, self._parse)
+
+
+def parse_json_object(line: str, where: str, required_keys: Sequence[str] = ()) -> Example:
+    """One JSON object from one line; errors name `where` (file:line) and what was expected."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{where}: malformed JSON line ({e.msg} at column {e.colno})") from None
+    if not isinstance(record, dict):
+        raise ValueError(f"{where}: expected a JSON object, got {type(record).__name__}")
+    missing = [k for k in required_keys if k not in record]
+    if missing:
+        raise ValueError(f"{where}: missing key(s) {missing}; expected {list(required_keys)}")
+    return record
+
+
+def iter_jsonl(path: str, required_keys: Sequence[str] = ()) -> Iterable[Example]:
+    """Streams the JSON objects of a .jsonl or .jsonl.gz file; blank lines are skipped."""
+    with _open_text(str(path)) as f:
+        for n, line in enumerate(f, 1):
+            if line.strip():
+                yield parse_json_object(line, f"{path}:{n}", required_keys)
 
 
 class TsvSource(FileSource):

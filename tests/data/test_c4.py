@@ -301,7 +301,7 @@ def test_command_fails_cleanly_on_malformed_input(tmp_path):
         c4_cli.main(["--input", str(raw), "--output", str(out), "--no-lang-filter"])
     assert os.listdir(tmp_path) == ["raw.jsonl"]  # no output, no temporary file left
     raw.write_text(json.dumps({"body": "x"}) + "\n")
-    with pytest.raises(ValueError, match=r"raw.jsonl:1: expected a JSON object with a string 'text'"):
+    with pytest.raises(ValueError, match=r"raw.jsonl:1: missing key\(s\) \['text'\]; expected \['text'\]"):
         c4_cli.main(["--input", str(raw), "--output", str(out)])
 
 

@@ -88,7 +88,7 @@ def test_score_cli_bad_inputs(vocab, tmp_path):
     (tmp_path / "model_config.json").write_text(cfg.to_json())  # errors come before params
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"input": "a", "target": "b"}\n{"input": "only"}\n')
-    with pytest.raises(ValueError, match=r"bad.jsonl:2: expected an object with 'input'"):
+    with pytest.raises(ValueError, match=r"bad.jsonl:2: missing key\(s\) \['target'\]; expected \['input', 'target'\]"):
         score_cli.main(["--checkpoint", str(tmp_path), "--vocab", vocab.path,
                         "--file", str(bad)], out=io.StringIO())
     (tmp_path / "model_config.json").write_text(get_model_config("tiny", vocab_size=32).to_json())
