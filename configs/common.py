@@ -52,6 +52,15 @@ def base() -> ml_collections.ConfigDict:
             async_save=True,
         )),
         mesh=ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1)),
+        eval=ml_collections.ConfigDict(dict(   # task evaluation every train.eval_every steps
+            tasks="",                       # comma-separated tasks or glue / super_glue ("" = none)
+            split="validation",
+            method="decode",                # decode (greedy, as T5) | rank (score every label string)
+            max_examples=0,                 # first N examples of each split (0 = all)
+            batch_size=32,
+            best_metric="",                 # metric keeping <workdir>/best/, e.g. glue_rte/accuracy;
+                                            # "" = the benchmark average, else the first task's first metric
+        )),
     ))
 
 

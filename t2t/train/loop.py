@@ -26,6 +26,7 @@ from t2t.data.vocab import SentencePieceVocabulary
 from t2t.models import variants
 from t2t.models.model import build_model
 from t2t.train import checkpoint as ckpt_lib
+from t2t.train import finetune
 from t2t.train import metrics as metrics_lib
 from t2t.train import optim, partitioning
 from t2t.train import step as step_lib
@@ -100,20 +101,27 @@ def flops_per_step(model_cfg, converter: str, lengths, batch_size: int) -> float
 
 
 # ----------------------------------------------------------------------------- state
-def load_init_params(path: str, abstract_params, shardings):
-    """Params from a t2t checkpoint dir (latest step) or a converted model dir (params/)."""
+def load_init_params(path: str, abstract_params, shardings, step: int | None = None):
+    """Params from a t2t checkpoint dir (latest or given step) or a converted model dir (params/)."""
     path = os.path.abspath(path)
     ckpt_dir = os.path.join(path, "checkpoints")
     import orbax.checkpoint as ocp
     target = ckpt_lib.abstract_with_shardings(abstract_params, shardings)
     if os.path.isdir(ckpt_dir):
         manager = ckpt_lib.Checkpointer(ckpt_dir, async_save=False)
-        step = manager.latest_step()
+        step = manager.latest_step() if step is None else step
         if step is None:
             raise FileNotFoundError(f"init_from={path}: no complete checkpoint in {ckpt_dir}")
-        restored = manager._manager.restore(step, args=ocp.args.Composite(
-            state=ocp.args.PyTreeRestore(partial_restore=True, item={"params": target})))
-        return restored["state"]["params"]
+        if step not in manager.all_steps():
+            raise FileNotFoundError(f"{ckpt_dir}: no checkpoint at step {step}; it has steps "
+                                    f"{manager.all_steps()}")
+        # Only the params of the saved train state (its optimizer may differ from this run's).
+        item = {"params": target}
+        with ocp.PyTreeCheckpointer() as reader:
+            restored = reader.restore(os.path.join(ckpt_dir, str(step), "state"), args=ocp.args.PyTreeRestore(
+                item=item, restore_args=ocp.checkpoint_utils.construct_restore_args(item),
+                partial_restore=True))
+        return restored["params"]
     params_dir = os.path.join(path, "params")
     if os.path.isdir(params_dir):
         return ocp.StandardCheckpointer().restore(params_dir, target)
@@ -205,14 +213,15 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str
             _log(primary, f"resumed from step {start} in {checkpointer.directory}")
         else:
             start = 0
-            init = jax.jit(lambda k: step_lib.init_state(nn.unbox(model.init(k, example)), tx),
-                           out_shardings=state_sh)
-            state = init(init_key)
-            if cfg.init_from:
+            if cfg.init_from:  # fine-tuning: pretrained params, a fresh optimizer state
+                finetune.check_init_from(cfg.init_from, model_cfg)
                 params = load_init_params(cfg.init_from, abstract_params, params_sh)
-                state = step_lib.init_state(params, tx)
-                state = jax.device_put(state, state_sh)
+                state = jax.jit(lambda p: step_lib.init_state(p, tx), out_shardings=state_sh)(params)
                 _log(primary, f"initialised params from {cfg.init_from}")
+            else:
+                init = jax.jit(lambda k: step_lib.init_state(nn.unbox(model.init(k, example)), tx),
+                               out_shardings=state_sh)
+                state = init(init_key)
 
         # ---- jitted steps
         train_step = jax.jit(
@@ -224,6 +233,8 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str
         eval_step = jax.jit(functools.partial(step_lib.eval_step, model=model),
                             in_shardings=(params_sh, batch_sharding), out_shardings=repl)
         dropout_key = jax.random.key(cfg.seed + 1)
+        task_eval = finetune.TaskEvaluation.from_config(cfg, model, model_cfg, task_vocab, workdir,
+                                                        sharding=batch_sharding, primary=primary)
 
         # ---- loop
         writer = metrics_lib.MetricsWriter(workdir, primary)
@@ -251,9 +262,12 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str
                     _log(primary, _line(record))
                     history, t_log = [], time.perf_counter()
                 if cfg.train.eval_every and step % cfg.train.eval_every == 0:
-                    ev = evaluate_loss(eval_step, state.params, make_eval(), cfg.train.eval_steps,
-                                       batch_sharding)
-                    _log(primary, _line(writer.write(step, ev, "validation")))
+                    if cfg.train.eval_steps:
+                        ev = evaluate_loss(eval_step, state.params, make_eval(), cfg.train.eval_steps,
+                                           batch_sharding)
+                        _log(primary, _line(writer.write(step, ev, "validation")))
+                    if task_eval:  # GLUE/SuperGLUE-style metrics; keeps <workdir>/best/
+                        _log(primary, task_eval(step, state.params, writer))
                     t_log = time.perf_counter()
                 due = step % cfg.checkpoint.every_steps == 0 or step == cfg.train.num_steps
                 if due or preemption.requested:

@@ -89,9 +89,14 @@ def test_malformed_line_and_missing_file(data):
         evaluate.main(["--predictions", str(data / "none.jsonl")])
 
 
-def test_model_evaluation_is_not_available_yet(tmp_path):
-    with pytest.raises(SystemExit, match="needs model inference.*--predictions"):
+def test_model_evaluation_needs_a_training_workdir_and_tasks(tmp_path, capsys):
+    with pytest.raises(SystemExit, match=r"config.json not found: --workdir must be a t2t training workdir"):
         evaluate.main(["--workdir", str(tmp_path), "--tasks", "glue_rte"])
+    for argv, message in [(["--tasks", "glue_rte"], "exactly one of --predictions"),
+                          (["--workdir", str(tmp_path)], "--workdir needs --tasks")]:
+        with pytest.raises(SystemExit):
+            evaluate.main(argv)
+        assert message in capsys.readouterr().err
 
 
 def test_module_entry_point(data):
