@@ -6,8 +6,8 @@ config -> mesh -> data (task/mixture -> objective -> converter -> Grain loader)
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
-import json
 import math
 import os
 import pathlib
@@ -170,9 +170,8 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str
     # ---- mesh
     mesh = partitioning.make_mesh(cfg.mesh.to_dict())
     batch_sharding = partitioning.batch_sharding(mesh)
-    repl = partitioning.replicated(mesh)
 
-    # ---- model config and data
+    # ---- data: task/mixture -> objective -> converter -> Grain loader, one shard per process
     model_cfg = variants.get_model_config(cfg.model.name, **cfg.model.overrides.to_dict())
     task = registry.get_task_or_mixture(cfg.data.task)
     converter = resolve_converter(cfg, model_cfg, task)
@@ -181,107 +180,155 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str
     if task_vocab.vocab_size > model_cfg.vocab_size:
         raise ValueError(f"vocabulary has {task_vocab.vocab_size} ids but model.vocab_size is "
                          f"{model_cfg.vocab_size}; set --config.model.overrides.vocab_size")
-    shard = (jax.process_index(), jax.process_count())
-    train_ds, make_eval = make_datasets(cfg, converter, vocab, shard)
+    train_ds, make_eval = make_datasets(cfg, converter, vocab, (jax.process_index(), jax.process_count()))
     train_iter = iter(train_ds)
-    lengths = sequence_lengths(cfg)
-    shapes = batch_shapes(converter, lengths, cfg.data.batch_size, cfg.data.pack)
+    shapes = batch_shapes(converter, sequence_lengths(cfg), cfg.data.batch_size, cfg.data.pack)
 
     # ---- model and optimizer
     model = build_model(model_cfg)
     tx = optim.make_optimizer(cfg.optimizer)
-    lr_schedule = optim.schedule(cfg.optimizer)
 
-    # ---- state: shapes, shardings, then init / init_from / resume
-    init_key = jax.random.key(cfg.seed)
+    # ---- state: shardings from the logical annotations, then resume / init_from / init
+    shardings = state_shardings(model, tx, shapes, mesh, jax.random.key(cfg.seed))
+    checkpointer = ckpt_lib.Checkpointer(workdir / "checkpoints", keep=cfg.checkpoint.keep,
+                                         keep_every=cfg.checkpoint.keep_every or None,
+                                         async_save=cfg.checkpoint.async_save)
+    with mesh, partitioning.rules_context(mesh):
+        state, start = initial_state(cfg, model, model_cfg, tx, shardings, checkpointer, train_iter,
+                                     primary)
+
+        # ---- jitted steps
+        train_step = jax.jit(
+            functools.partial(step_lib.train_step, model=model, tx=tx,
+                              lr_schedule=optim.schedule(cfg.optimizer),
+                              num_microbatches=cfg.train.num_microbatches, z_loss=cfg.train.z_loss,
+                              label_smoothing=cfg.train.label_smoothing),
+            in_shardings=(shardings.state, batch_sharding, shardings.replicated),
+            out_shardings=(shardings.state, shardings.replicated), donate_argnums=(0,))
+        eval_step = jax.jit(functools.partial(step_lib.eval_step, model=model),
+                            in_shardings=(shardings.state.params, batch_sharding),
+                            out_shardings=shardings.replicated)
+        task_eval = finetune.TaskEvaluation.from_config(cfg, model, model_cfg, task_vocab, workdir,
+                                                        sharding=batch_sharding, primary=primary)
+
+        # ---- the loop: log, evaluate, checkpoint, stop on SIGTERM
+        run = _Run(cfg=cfg, workdir=workdir, primary=primary, train_iter=train_iter,
+                   make_eval=make_eval, batch_sharding=batch_sharding, train_step=train_step,
+                   eval_step=eval_step, task_eval=task_eval, checkpointer=checkpointer,
+                   flops_per_step=flops_per_step(model_cfg, converter, sequence_lengths(cfg),
+                                                 cfg.data.batch_size),
+                   tokens_per_step=cfg.data.batch_size * sum(
+                       n for k, (_, n) in shapes.items() if k.endswith("input_tokens")))
+        return run_loop(run, state, start)
+
+
+@dataclasses.dataclass(frozen=True)
+class Shardings:
+    state: step_lib.TrainState          # a TrainState of NamedShardings
+    abstract_state: step_lib.TrainState  # a TrainState of ShapeDtypeStructs
+    example: dict                        # a one-row batch for model.init
+    init_key: jax.Array
+    replicated: Any
+
+
+def state_shardings(model, tx, shapes, mesh, init_key) -> Shardings:
+    """Shapes and shardings of the train state, derived with eval_shape (nothing allocated)."""
     example = {k: jnp.zeros((1,) + s[1:], jnp.int32) for k, s in shapes.items()}
     boxed = jax.eval_shape(model.init, init_key, example)
     params_sh = partitioning.param_shardings(boxed, mesh)
     abstract_params = nn.unbox(boxed)
     abstract_state = jax.eval_shape(lambda p: step_lib.init_state(p, tx), abstract_params)
-    state_sh = step_lib.TrainState(
-        step=repl, params=params_sh,
-        opt_state=partitioning.state_shardings(abstract_state.opt_state, abstract_params, params_sh, mesh))
-    checkpointer = ckpt_lib.Checkpointer(workdir / "checkpoints", keep=cfg.checkpoint.keep,
-                                         keep_every=cfg.checkpoint.keep_every or None,
-                                         async_save=cfg.checkpoint.async_save)
+    repl = partitioning.replicated(mesh)
+    opt_sh = partitioning.state_shardings(abstract_state.opt_state, abstract_params, params_sh, mesh)
+    return Shardings(step_lib.TrainState(step=repl, params=params_sh, opt_state=opt_sh),
+                     abstract_state, example, init_key, repl)
+
+
+def initial_state(cfg, model, model_cfg, tx, sh: Shardings, checkpointer, train_iter, primary):
+    """(state, step): the latest checkpoint (iterator restored too), else init_from, else init."""
     start = checkpointer.latest_step()
-    with mesh, partitioning.rules_context(mesh):
-        if start is not None:
-            state = checkpointer.restore(start, ckpt_lib.abstract_with_shardings(abstract_state, state_sh),
-                                         train_iter)
-            _log(primary, f"resumed from step {start} in {checkpointer.directory}")
-        else:
-            start = 0
-            if cfg.init_from:  # fine-tuning: pretrained params, a fresh optimizer state
-                finetune.check_init_from(cfg.init_from, model_cfg)
-                params = load_init_params(cfg.init_from, abstract_params, params_sh)
-                state = jax.jit(lambda p: step_lib.init_state(p, tx), out_shardings=state_sh)(params)
-                _log(primary, f"initialised params from {cfg.init_from}")
-            else:
-                init = jax.jit(lambda k: step_lib.init_state(nn.unbox(model.init(k, example)), tx),
-                               out_shardings=state_sh)
-                state = init(init_key)
+    if start is not None:
+        abstract = ckpt_lib.abstract_with_shardings(sh.abstract_state, sh.state)
+        state = checkpointer.restore(start, abstract, train_iter)
+        _log(primary, f"resumed from step {start} in {checkpointer.directory}")
+        return state, start
+    init_state = jax.jit(lambda p: step_lib.init_state(p, tx), out_shardings=sh.state)
+    if cfg.init_from:  # fine-tuning: pretrained params, a fresh optimizer state
+        finetune.check_init_from(cfg.init_from, model_cfg)
+        params = load_init_params(cfg.init_from, sh.abstract_state.params, sh.state.params)
+        _log(primary, f"initialised params from {cfg.init_from}")
+        return init_state(params), 0
+    init = jax.jit(lambda k: step_lib.init_state(nn.unbox(model.init(k, sh.example)), tx),
+                   out_shardings=sh.state)
+    return init(sh.init_key), 0
 
-        # ---- jitted steps
-        train_step = jax.jit(
-            functools.partial(step_lib.train_step, model=model, tx=tx, lr_schedule=lr_schedule,
-                              num_microbatches=cfg.train.num_microbatches, z_loss=cfg.train.z_loss,
-                              label_smoothing=cfg.train.label_smoothing),
-            in_shardings=(state_sh, batch_sharding, repl), out_shardings=(state_sh, repl),
-            donate_argnums=(0,))
-        eval_step = jax.jit(functools.partial(step_lib.eval_step, model=model),
-                            in_shardings=(params_sh, batch_sharding), out_shardings=repl)
-        dropout_key = jax.random.key(cfg.seed + 1)
-        task_eval = finetune.TaskEvaluation.from_config(cfg, model, model_cfg, task_vocab, workdir,
-                                                        sharding=batch_sharding, primary=primary)
 
-        # ---- loop
-        writer = metrics_lib.MetricsWriter(workdir, primary)
-        flops = flops_per_step(model_cfg, converter, lengths, cfg.data.batch_size)
-        tokens_per_step = cfg.data.batch_size * sum(shapes[k][1] for k in shapes if k.endswith("input_tokens"))
-        preemption = _Preemption()
-        bar = metrics_lib.progress_bar(cfg.train.num_steps, start)
-        history, last, step = [], {}, start
-        t_log = time.perf_counter()
-        try:
-            while step < cfg.train.num_steps:
-                batch = _global_batch(next(train_iter), batch_sharding)
-                state, m = train_step(state, batch, dropout_key)
-                if history:
-                    _check_finite(step, history[-1])  # previous step: already computed
-                history.append(m)
-                step += 1
-                bar.update(1)
-                if step % cfg.train.log_every == 0 or step == cfg.train.num_steps:
-                    _check_finite(step, m)
-                    seconds = (time.perf_counter() - t_log) / len(history)
-                    last = _summarise(history, seconds, tokens_per_step, flops)
-                    record = writer.write(step, last, "train")
-                    bar.set_postfix(loss=f"{record['loss']:.3f}")
-                    _log(primary, _line(record))
-                    history, t_log = [], time.perf_counter()
-                if cfg.train.eval_every and step % cfg.train.eval_every == 0:
-                    if cfg.train.eval_steps:
-                        ev = evaluate_loss(eval_step, state.params, make_eval(), cfg.train.eval_steps,
-                                           batch_sharding)
-                        _log(primary, _line(writer.write(step, ev, "validation")))
-                    if task_eval:  # GLUE/SuperGLUE-style metrics; keeps <workdir>/best/
-                        _log(primary, task_eval(step, state.params, writer))
-                    t_log = time.perf_counter()
-                due = step % cfg.checkpoint.every_steps == 0 or step == cfg.train.num_steps
-                if due or preemption.requested:
-                    _check_finite(step, m)
-                    checkpointer.save(step, state, train_iter, cfg.to_dict())
-                if preemption.requested:
-                    _log(primary, f"SIGTERM: saved a checkpoint at step {step}; exiting")
-                    break
-        finally:
-            preemption.restore()
-            bar.close()
-            checkpointer.close()
-            writer.close()
+@dataclasses.dataclass
+class _Run:
+    cfg: Any
+    workdir: pathlib.Path
+    primary: bool
+    train_iter: Any
+    make_eval: Any
+    batch_sharding: Any
+    train_step: Any
+    eval_step: Any
+    task_eval: Any
+    checkpointer: ckpt_lib.Checkpointer
+    flops_per_step: float
+    tokens_per_step: int
+
+
+def run_loop(run: _Run, state, start: int) -> dict[str, Any]:
+    """Steps from `start` to train.num_steps; one host sync per step (the previous loss)."""
+    cfg = run.cfg
+    writer = metrics_lib.MetricsWriter(run.workdir, run.primary)
+    preemption = _Preemption()
+    bar = metrics_lib.progress_bar(cfg.train.num_steps, start)
+    dropout_key = jax.random.key(cfg.seed + 1)
+    history, last, step, t_log = [], {}, start, time.perf_counter()
+    try:
+        while step < cfg.train.num_steps:
+            batch = _global_batch(next(run.train_iter), run.batch_sharding)
+            state, m = run.train_step(state, batch, dropout_key)
+            if history:
+                _check_finite(step, history[-1])  # previous step: already computed
+            history.append(m)
+            step += 1
+            bar.update(1)
+            if step % cfg.train.log_every == 0 or step == cfg.train.num_steps:
+                _check_finite(step, m)
+                seconds = (time.perf_counter() - t_log) / len(history)
+                last = _summarise(history, seconds, run.tokens_per_step, run.flops_per_step)
+                record = writer.write(step, last, "train")
+                bar.set_postfix(loss=f"{record['loss']:.3f}")
+                _log(run.primary, _line(record))
+                history, t_log = [], time.perf_counter()
+            if cfg.train.eval_every and step % cfg.train.eval_every == 0:
+                _periodic_eval(run, step, state, writer)
+                t_log = time.perf_counter()
+            due = step % cfg.checkpoint.every_steps == 0 or step == cfg.train.num_steps
+            if due or preemption.requested:
+                _check_finite(step, m)
+                run.checkpointer.save(step, state, run.train_iter, cfg.to_dict())
+            if preemption.requested:
+                _log(run.primary, f"SIGTERM: saved a checkpoint at step {step}; exiting")
+                break
+    finally:
+        preemption.restore()
+        bar.close()
+        run.checkpointer.close()
+        writer.close()
     return {"step": step, **{k: float(v) for k, v in last.items()}}
+
+
+def _periodic_eval(run: _Run, step: int, state, writer) -> None:
+    if run.cfg.train.eval_steps:
+        ev = evaluate_loss(run.eval_step, state.params, run.make_eval(), run.cfg.train.eval_steps,
+                           run.batch_sharding)
+        _log(run.primary, _line(writer.write(step, ev, "validation")))
+    if run.task_eval:  # GLUE/SuperGLUE-style metrics; keeps <workdir>/best/
+        _log(run.primary, run.task_eval(step, state.params, writer))
 
 
 def evaluate_loss(eval_step, params, dataset, num_batches: int, batch_sharding) -> dict:
