@@ -10,6 +10,7 @@ TEST = [
     "nbclient>=0.10",
     "nbformat>=5.9",
     "ipykernel>=6",
+    "matplotlib>=3.8",
     # Independent reference implementations for model tests (CPU build; see README).
     "torch==2.13.0",
     "transformers>=4.57,<4.58",
@@ -40,6 +41,7 @@ setuptools.setup(
         "langdetect>=1.0.9",  # C4 cleaning: the language filter TFDS uses
         "absl-py>=1.4",
         "safetensors>=0.4",   # Hugging Face checkpoint import/export
+        "tabulate>=0.9",      # markdown results tables
     ],
     extras_require={
         "test": TEST,

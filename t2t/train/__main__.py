@@ -29,9 +29,10 @@ def init_distributed() -> None:
         if jax.config.jax_platforms in (None, "", "cpu") and os.environ.get("JAX_PLATFORMS", "cpu") == "cpu":
             jax.config.update("jax_cpu_collectives_implementation", "gloo")
         jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
-    elif os.environ.get("TPU_WORKER_HOSTNAMES", "").count(",") or (
-            int(os.environ.get("SLURM_NTASKS", "1")) > 1):
-        jax.distributed.initialize()
+    elif (os.environ.get("TPU_WORKER_HOSTNAMES", "").count(",")
+          or int(os.environ.get("SLURM_NTASKS", "1")) > 1
+          or os.path.exists("/dev/accel0") or os.path.exists("/dev/vfio/0")):
+        jax.distributed.initialize()  # TPU VM (one or many hosts) or SLURM: JAX finds the cluster
 
 
 def main(argv) -> None:

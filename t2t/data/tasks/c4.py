@@ -4,7 +4,11 @@
 directory (`c4/en/c4-train.*.json.gz`, `c4/en/c4-validation.*.json.gz`) or, when
 absent, from TFDS `c4/en`. `builtin_<objective>` reads the Python documentation
 corpus that ships with every Python (no download) with a vocabulary trained on it.
+`register_objective_task` adds the same with other objective arguments, e.g.
+`c4_span_corruption_s10` (mean noise span length 10) or `c4_iid_denoise_d0.5`.
 """
+import inspect
+
 from t2t.data import objectives, registry, sources
 from t2t.data.vocab import T5_DEFAULT_SPM_PATH, SentencePieceVocabulary, TrainedVocabulary
 
@@ -30,21 +34,55 @@ def _features(vocab, objective):
     return {"inputs": registry.Feature(vocab), "targets": targets}
 
 
-def _register(prefix: str, source, vocab, inputs_length: int) -> None:
-    for objective_name, suffix in TASK_SUFFIX.items():
-        objective = objectives.get_objective(objective_name)
-        registry.add_task(
-            f"{prefix}_{suffix}", source,
-            preprocessors=[registry.rekey({"targets": "text"}),
-                           registry.tokenize,
-                           *objectives.preprocessors(objective)],
-            output_features=_features(vocab, objective),
-            default_sequence_length=objective.default_sequence_length(inputs_length),
-            description=f"{objective_name} over {prefix}; pairs with the {objective.converter!r} converter")
+def _add_objective_task(name: str, prefix: str, objective) -> None:
+    source, vocab, inputs_length = CORPORA[prefix]
+    args = f" {dict(objective.kwargs)}" if objective.kwargs else ""
+    registry.add_task(
+        name, source,
+        preprocessors=[registry.rekey({"targets": "text"}),
+                       registry.tokenize,
+                       *objectives.preprocessors(objective)],
+        output_features=_features(vocab, objective),
+        default_sequence_length=objective.default_sequence_length(inputs_length),
+        description=f"{objective.name}{args} over {prefix}; pairs with the {objective.converter!r} converter")
 
 
-_register("c4", C4_SOURCE, T5_VOCAB, inputs_length=512)
-_register("builtin", sources.BuiltinCorpusSource(), BUILTIN_VOCAB, inputs_length=128)
+# Corpus prefix -> (source, vocabulary, default inputs length).
+CORPORA = {"c4": (C4_SOURCE, T5_VOCAB, 512),
+           "builtin": (sources.BuiltinCorpusSource(), BUILTIN_VOCAB, 128)}
+# Short names of objective arguments inside task names (c4_span_corruption_d0.5_s3).
+KWARG_CODES = {"noise_density": "d", "mean_noise_span_length": "s"}
+
+
+def register_objective_task(objective_name: str, prefix: str = "c4", **objective_kwargs) -> str:
+    """Registers (once) and returns the task `<prefix>_<objective>` with non-default objective
+    arguments in its name: register_objective_task("span_corruption", noise_density=0.5,
+    mean_noise_span_length=3.0) -> "c4_span_corruption_d0.5" (3.0 is the default)."""
+    if prefix not in CORPORA:
+        raise KeyError(f"unknown corpus prefix {prefix!r}; known: {sorted(CORPORA)}")
+    base = objectives.get_objective(objective_name)
+    params = inspect.signature(base.fn).parameters
+    defaults = {k: p.default for k, p in params.items() if p.kind is p.KEYWORD_ONLY
+                and p.default is not p.empty}
+    unknown = sorted(set(objective_kwargs) - set(defaults))
+    if unknown:
+        raise TypeError(f"objective {objective_name!r} has no argument(s) {unknown}; it takes "
+                        f"{sorted(defaults)}")
+    changed = {k: v for k, v in sorted(objective_kwargs.items()) if v != defaults[k]}
+    name = f"{prefix}_{TASK_SUFFIX[objective_name]}" + "".join(
+        f"_{KWARG_CODES.get(k, k)}{v:g}" for k, v in changed.items())
+    if name not in registry.TaskRegistry:
+        _add_objective_task(name, prefix, objectives.get_objective(objective_name, **changed))
+    return name
+
+
+def _register_default_objectives() -> None:
+    for prefix in CORPORA:
+        for objective_name, suffix in TASK_SUFFIX.items():
+            _add_objective_task(f"{prefix}_{suffix}", prefix, objectives.get_objective(objective_name))
+
+
+_register_default_objectives()
 
 
 # Raw web text cleaned with C4's rules (t2t/data/c4.py), then span corruption: the
