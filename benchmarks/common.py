@@ -162,10 +162,12 @@ def param_count(params) -> int:
 
 # ----------------------------------------------------------------------------- timing
 def interleave(fns: dict[str, Callable[[], None]], *, warmup: int, steps: int,
-               warmup_times: dict | None = None) -> dict[str, list]:
+               warmup_times: dict | None = None, pause: float = 0.0) -> dict[str, list]:
     """Runs each fn `warmup` times, then `steps` rounds of one call each in turn (alternating,
     so load changes on a shared machine hit every side alike); returns seconds per call.
-    `warmup_times`, when given, receives the warm-up calls' seconds (the first one compiles)."""
+    `warmup_times`, when given, receives the warm-up calls' seconds (the first one compiles).
+    `pause` seconds of idle (untimed) precede each timed call, so worker threads still spinning
+    after one side's call (OpenMP's, XLA's) do not slow the other side's."""
     for _ in range(warmup):
         for name, fn in fns.items():
             start = time.perf_counter()
@@ -175,6 +177,7 @@ def interleave(fns: dict[str, Callable[[], None]], *, warmup: int, steps: int,
     times = {name: [] for name in fns}
     for _ in range(steps):
         for name, fn in fns.items():
+            time.sleep(pause)
             start = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - start)

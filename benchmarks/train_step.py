@@ -6,7 +6,8 @@
 Both sides train the same model (equal parameter counts, asserted) on the same random batch
 with the same sequence lengths and optimizer family (Adafactor with T5's settings: factored,
 no momentum, decay 0.8, update clipping 1.0, parameter-scaled; or AdamW), after `--warmup`
-steps each (compilation), then alternate one t2t step and one HF step `--steps` times. Per-step
+steps each (compilation), then alternate one t2t step and one HF step `--steps` times, with
+`--pause` idle seconds (untimed) before each. Per-step
 times are medians; speedup = HF seconds / t2t seconds (speedup_best: the fastest step of each,
 less sensitive to other jobs on a shared machine); t2t_first_step_seconds is the first warm-up
 step (compilation included); MFU is t2t's model FLOPs per second over
@@ -126,7 +127,7 @@ def make_hf_step(cfg, batch: dict, optimizer: str, gpu: bool):
 
 # ----------------------------------------------------------------------------- one config
 def run_config(c: Config, *, optimizer: str, device, warmup: int, steps: int, peak: float,
-               peak_source: str) -> dict:
+               peak_source: str, pause: float = 0.0) -> dict:
     cfg = variants.get_model_config(c.model, **c.overrides)
     batch = common.synthetic_batch(cfg.architecture, c.batch_size, c.inputs_length,
                                    c.targets_length, cfg.vocab_size)
@@ -145,7 +146,7 @@ def run_config(c: Config, *, optimizer: str, device, warmup: int, steps: int, pe
 
     first = {}
     times = common.interleave({"t2t": t2t, "hf": hf_step}, warmup=warmup, steps=steps,
-                              warmup_times=first)
+                              warmup_times=first, pause=pause)
     t2t_s, hf_s = common.median(times["t2t"]), common.median(times["hf"])
     tokens = c.batch_size * (c.inputs_length + c.targets_length)
     flops = common.flops_per_step(cfg, c.batch_size, c.inputs_length, c.targets_length)
@@ -178,6 +179,9 @@ def main(argv=None) -> list[dict]:
     p.add_argument("--steps", type=int, default=3, help="timed steps per side (alternating)")
     p.add_argument("--warmup", type=int, default=1, help="untimed steps per side first")
     p.add_argument("--batch_size", type=int, default=0, help="override every config's batch")
+    p.add_argument("--pause", type=float, default=None,
+                   help="idle seconds before each timed step (default 0.5 on cpu, 0 on gpu): "
+                        "lets the other side's spinning worker threads go quiet")
     args = p.parse_args(argv)
     device = common.select_device(args.device, args.fast_compile)
     table = GPU_CONFIGS if args.device == "gpu" else CPU_CONFIGS
@@ -194,8 +198,9 @@ def main(argv=None) -> list[dict]:
         c = table[name]
         if args.batch_size:
             c = dataclasses.replace(c, batch_size=args.batch_size)
+        pause = args.pause if args.pause is not None else (0.0 if args.device == "gpu" else 0.5)
         records.append(run_config(c, optimizer=args.optimizer, device=device, warmup=args.warmup,
-                                  steps=args.steps, peak=peak, peak_source=source))
+                                  steps=args.steps, peak=peak, peak_source=source, pause=pause))
         common.print_table(records[-1:], COLUMNS)
     if device.platform == "cpu":  # the matmul peak again: the larger reading is the peak
         peak = max(peak, common.peak_flops(device)[0])

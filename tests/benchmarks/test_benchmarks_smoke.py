@@ -25,7 +25,7 @@ def _run(module: str, tmp_path, *argv) -> list[dict]:
 
 def test_train_step(tmp_path):
     pytest.importorskip("torch", reason="the HF side needs torch (pip install -e .[test])")
-    (r,) = _run("train_step", tmp_path, "--configs", "tiny", *TINY)
+    (r,) = _run("train_step", tmp_path, "--configs", "tiny", "--pause", "0", *TINY)
     assert {"name", "t2t_seconds_per_step", "hf_seconds_per_step", "speedup",
             "tokens_per_second", "mfu"} <= set(r)
     assert r["name"] == "tiny" and r["params"] == 303_744  # t2t == HF, asserted inside
