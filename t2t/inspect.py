@@ -113,8 +113,7 @@ def main(argv=None) -> int:
             raise SystemExit("error: --stats needs a task; a mixture is endless")
         ds = task.get_dataset(args.split, sequence_length=lengths, data_dir=args.data_dir,
                               seed=args.seed, vocabulary=vocab)
-        features = registry.get_task(task.task_rates(args.split, args.data_dir)[0][0].name
-                                     ).with_vocabulary(vocab).output_features
+        features = task.first_task().with_vocabulary(vocab).output_features
     else:
         task = task.with_vocabulary(vocab)
         ds = task.get_dataset(args.split, sequence_length=lengths, data_dir=args.data_dir,

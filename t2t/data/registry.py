@@ -255,6 +255,11 @@ class Mixture:
     tasks: Sequence[str | tuple[str, float | Callable]]
     default_rate: float | Callable | None = None
 
+    def first_task(self) -> Task:
+        """The first task (its output features stand for the mixture's); reads no data."""
+        entry = self.tasks[0]
+        return get_task(entry[0] if isinstance(entry, tuple) else entry)
+
     def task_rates(self, split: str, data_dir=None) -> list[tuple[Task, float]]:
         out = []
         for entry in self.tasks:

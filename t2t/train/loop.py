@@ -46,7 +46,7 @@ def resolve_converter(cfg, model_cfg, task) -> str:
     if model_cfg.architecture == "encoder_only":
         return "enc_only"
     if isinstance(task, registry.Mixture):
-        task = task.task_rates(cfg.data.split, cfg.data.data_dir or None)[0][0]
+        task = task.first_task()
     return "prefix_lm" if "inputs" in task.output_features else "lm"
 
 
@@ -176,7 +176,7 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str
     task = registry.get_task_or_mixture(cfg.data.task)
     converter = resolve_converter(cfg, model_cfg, task)
     vocab = SentencePieceVocabulary(cfg.data.vocab) if cfg.data.vocab else None
-    task_vocab = vocab or _task_vocabulary(task, cfg)
+    task_vocab = vocab or _task_vocabulary(task)
     if task_vocab.vocab_size > model_cfg.vocab_size:
         raise ValueError(f"vocabulary has {task_vocab.vocab_size} ids but model.vocab_size is "
                          f"{model_cfg.vocab_size}; set --config.model.overrides.vocab_size")
@@ -360,9 +360,9 @@ def _summarise(history, seconds_per_step, tokens_per_step, flops) -> dict:
     return out
 
 
-def _task_vocabulary(task, cfg):
+def _task_vocabulary(task):
     if isinstance(task, registry.Mixture):
-        task = task.task_rates(cfg.data.split, cfg.data.data_dir or None)[0][0]
+        task = task.first_task()
     return next(f.vocabulary for f in task.output_features.values() if f.vocabulary is not None)
 
 
