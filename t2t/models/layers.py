@@ -82,10 +82,31 @@ class Embed(nn.Module):
                                     _dtype(self.param_dtype))
 
     def __call__(self, ids):
-        return jnp.take(jnp.asarray(self.embedding, _dtype(self.dtype)), ids, axis=0)
+        # Gather the rows, then cast: casting the whole table first costs a pass over it.
+        return jnp.asarray(jnp.take(self.embedding, ids, axis=0), _dtype(self.dtype))
 
     def attend(self, x):
         return jnp.einsum("...d,vd->...v", x, jnp.asarray(self.embedding, _dtype(self.dtype)))
+
+
+class Unembed(nn.Module):
+    """Untied output projection x [..., embed] -> logits [..., vocab] with a [vocab, embed]
+    kernel (the layout of HF's lm_head). In this layout the kernel's gradient comes out of the
+    backward dot as stored, so the optimizer's passes over the largest matrix need no transpose.
+    Initialised like a [embed, vocab] dense layer (fan-in = embed)."""
+    num_embeddings: int
+    features: int
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x):
+        init = nn.initializers.variance_scaling(1.0, "fan_in", "truncated_normal", in_axis=1,
+                                                out_axis=0)
+        kernel = self.param("kernel", nn.with_logical_partitioning(init, ("vocab", "embed")),
+                            (self.num_embeddings, self.features), _dtype(self.param_dtype))
+        dt = _dtype(self.dtype)
+        return jnp.einsum("...d,vd->...v", jnp.asarray(x, dt), jnp.asarray(kernel, dt))
 
 
 # ----------------------------------------------------------------------------- norms / MLP
