@@ -13,7 +13,9 @@ less sensitive to other jobs on a shared machine); t2t_first_step_seconds is the
 step (compilation included); MFU is t2t's model FLOPs per second over
 the device's peak (CPU: a float32 matmul measured in this run; GPU: the datasheet bf16 peak).
 
-Configs (CPU, float32): t5_v1_1_small (T5ForConditionalGeneration) at 512/114; decoder_only,
+Configs (CPU, float32 unless named _bf16): t5_v1_1_small (T5ForConditionalGeneration) at
+512/114; t5_v1_1_small_bf16, the same in t2t's default mixed precision (bf16 compute, float32
+params; HF under torch.autocast(bf16)), with MFU against a bf16 matmul peak; decoder_only,
 a decoder-only model of t5 v1.1 small's parameter count (d_model 512, 6x64 heads, 18 layers,
 SwiGLU d_ff 1080, RoPE, untied; HF's LlamaForCausalLM is exactly that network) on 626 =
 512 + 114 tokens with the loss on all of them; tiny, configs/tiny_test.py's shape (32/8).
@@ -51,6 +53,9 @@ CPU_CONFIGS = {
                            dict(_DEC_ONLY, num_decoder_layers=18, d_ff=1080, dtype="float32"),
                            2, 512, 114),
     "tiny": Config("tiny", "tiny", dict(vocab_size=8192), 8, 32, 8),
+    # t2t's own default precision (bf16 compute, float32 params); HF under torch.autocast.
+    "t5_v1_1_small_bf16": Config("t5_v1_1_small_bf16", "t5_v1_1_small",
+                                 dict(dtype="bfloat16"), 2, 512, 114),
 }
 GPU_CONFIGS = {
     "t5_v1_1_base": Config("t5_v1_1_base", "t5_v1_1_base", dict(dtype="bfloat16"), 32, 512, 114),
@@ -104,8 +109,8 @@ def make_hf_step(cfg, batch: dict, optimizer: str, gpu: bool):
     model = hf_model(cfg, device)
     opt = hf_optimizer(optimizer, model.parameters(), 1e-3, fused=gpu)
     tb = {k: torch.from_numpy(np.asarray(v, np.int64)).to(device) for k, v in batch.items()}
-    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if gpu and \
-        cfg.dtype == "bfloat16" else contextlib.nullcontext
+    autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) \
+        if cfg.dtype == "bfloat16" else contextlib.nullcontext
 
     def step():
         opt.zero_grad(set_to_none=True)
@@ -192,22 +197,30 @@ def main(argv=None) -> list[dict]:
     import torch
     print(f"device {device.device_kind}; torch {torch.__version__} threads "
           f"{torch.get_num_threads()}", file=sys.stderr)
-    peak, source = common.peak_flops(device)
+    peaks = {}  # dtype -> (peak, source); CPU peaks are measured per compute dtype
     records = []
     for name in names:
         c = table[name]
         if args.batch_size:
             c = dataclasses.replace(c, batch_size=args.batch_size)
+        dtype = c.overrides.get("dtype", "float32")
+        if dtype not in peaks:
+            peaks[dtype] = common.peak_flops(device, dtype=dtype)
         pause = args.pause if args.pause is not None else (0.0 if args.device == "gpu" else 0.5)
         records.append(run_config(c, optimizer=args.optimizer, device=device, warmup=args.warmup,
-                                  steps=args.steps, peak=peak, peak_source=source, pause=pause))
+                                  steps=args.steps, peak=peaks[dtype][0],
+                                  peak_source=peaks[dtype][1], pause=pause))
         common.print_table(records[-1:], COLUMNS)
-    if device.platform == "cpu":  # the matmul peak again: the larger reading is the peak
-        peak = max(peak, common.peak_flops(device)[0])
+    if device.platform == "cpu":  # each matmul peak again: the larger reading is the peak
+        for dtype, (peak, source) in peaks.items():
+            peaks[dtype] = (max(peak, common.peak_flops(device, dtype=dtype)[0]), source)
         for r in records:
+            peak = peaks[r["dtype"]][0]
             r["mfu"], r["hf_mfu"], r["peak_flops"] = (
                 r["mfu"] * r["peak_flops"] / peak, r["hf_mfu"] * r["peak_flops"] / peak, peak)
-    print(f"\npeak {peak / 1e9:.1f} GFLOP/s ({source}); speedup = HF s/step / t2t s/step")
+    for dtype, (peak, source) in peaks.items():
+        print(f"\npeak {peak / 1e9:.1f} GFLOP/s ({source})")
+    print("speedup = HF s/step / t2t s/step")
     common.print_table(records, COLUMNS)
     common.write_records(args.out, records)
     return records

@@ -114,14 +114,13 @@ def name_map(cfg) -> list[tuple[str, str]]:
 
 
 def _to_t2t(hf_key: str, w: np.ndarray, cfg) -> np.ndarray:
-    """torch Linear weights are [out, in]; t2t kernels are [in, ...out] split per head, except
-    the untied output layer, which t2t also stores [vocab, embed] (layers.Unembed)."""
+    """torch Linear weights are [out, in]; t2t kernels are [in, ...out] split per head."""
     h, d, m = cfg.num_heads, cfg.head_dim, cfg.d_model
     if hf_key.endswith((".q.weight", ".k.weight", ".v.weight")):
         return w.T.reshape(m, h, d)
     if hf_key.endswith(".o.weight"):
         return w.T.reshape(h, d, m)
-    if "DenseReluDense" in hf_key or hf_key.endswith("bias.weight"):
+    if "DenseReluDense" in hf_key or hf_key == "lm_head.weight" or hf_key.endswith("bias.weight"):
         return w.T
     return w
 
@@ -131,7 +130,7 @@ def _to_hf(hf_key: str, w: np.ndarray) -> np.ndarray:
         return w.reshape(w.shape[0], -1).T
     if hf_key.endswith(".o.weight"):
         return w.reshape(-1, w.shape[-1]).T
-    if "DenseReluDense" in hf_key or hf_key.endswith("bias.weight"):
+    if "DenseReluDense" in hf_key or hf_key == "lm_head.weight" or hf_key.endswith("bias.weight"):
         return w.T
     return w
 

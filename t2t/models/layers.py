@@ -18,6 +18,7 @@ Activations are constrained (`nn.with_logical_constraint`, a no-op without rules
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Callable
 
@@ -65,8 +66,50 @@ class DenseGeneral(nn.Module):
         kernel = self.param("kernel", init, shape, _dtype(self.param_dtype))
         x = jnp.asarray(x, _dtype(self.dtype))
         kernel = jnp.asarray(kernel, _dtype(self.dtype))
-        contract = (tuple(range(x.ndim - self.num_in, x.ndim)), fan_in_axes)
-        return jax.lax.dot_general(x, kernel, (contract, ((), ())))
+        return dense(x, kernel, self.num_in)
+
+
+def _contract(x, kernel, num_in: int):
+    """x [..., *in] . kernel [*in, *out] -> [..., *out]."""
+    dims = (tuple(range(x.ndim - num_in, x.ndim)), tuple(range(num_in)))
+    return jax.lax.dot_general(x, kernel, (dims, ((), ())))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def dense(x, kernel, num_in: int = 1):
+    """`_contract` whose kernel gradient is computed as a plain [in, tokens] @ [tokens, out]
+    matmul on the CPU backend.
+
+    The weight gradient contracts the token axis of both x and the output gradient g. XLA's
+    CPU dot kernels take only the plain form, so XLA transposes one operand first and picks
+    it badly (often the larger g, or it writes the gradient transposed and the optimizer
+    transposes it back; ~10% of a T5-small step). Here the smaller of x and g is transposed,
+    behind an optimization barrier so XLA cannot fold the transpose back into the dot. Other
+    backends' matmul libraries take transposed operands directly: there the barrier is left
+    out. Values are exactly those of `_contract`'s autodiff.
+    """
+    return _contract(x, kernel, num_in)
+
+
+def _dense_fwd(x, kernel, num_in):
+    return _contract(x, kernel, num_in), (x, kernel)
+
+
+def _dense_bwd(num_in, residuals, g):
+    x, kernel = residuals
+    n_in = math.prod(kernel.shape[:num_in])
+    k2 = kernel.reshape(n_in, -1)
+    x2, g2 = x.reshape(-1, n_in), g.reshape(-1, k2.shape[1])
+    dx = jax.lax.dot_general(g2, k2, (((1,), (1,)), ((), ())))
+    barrier = jax.lax.optimization_barrier if jax.default_backend() == "cpu" else (lambda t: t)
+    if x2.shape[1] <= g2.shape[1]:
+        dk = jax.lax.dot_general(barrier(x2.T), g2, (((1,), (0,)), ((), ())))
+    else:
+        dk = jax.lax.dot_general(barrier(g2.T), x2, (((1,), (0,)), ((), ()))).T
+    return dx.reshape(x.shape).astype(x.dtype), dk.reshape(kernel.shape).astype(kernel.dtype)
+
+
+dense.defvjp(_dense_fwd, _dense_bwd)
 
 
 class Embed(nn.Module):
@@ -87,26 +130,6 @@ class Embed(nn.Module):
 
     def attend(self, x):
         return jnp.einsum("...d,vd->...v", x, jnp.asarray(self.embedding, _dtype(self.dtype)))
-
-
-class Unembed(nn.Module):
-    """Untied output projection x [..., embed] -> logits [..., vocab] with a [vocab, embed]
-    kernel (the layout of HF's lm_head). In this layout the kernel's gradient comes out of the
-    backward dot as stored, so the optimizer's passes over the largest matrix need no transpose.
-    Initialised like a [embed, vocab] dense layer (fan-in = embed)."""
-    num_embeddings: int
-    features: int
-    dtype: Dtype = jnp.float32
-    param_dtype: Dtype = jnp.float32
-
-    @nn.compact
-    def __call__(self, x):
-        init = nn.initializers.variance_scaling(1.0, "fan_in", "truncated_normal", in_axis=1,
-                                                out_axis=0)
-        kernel = self.param("kernel", nn.with_logical_partitioning(init, ("vocab", "embed")),
-                            (self.num_embeddings, self.features), _dtype(self.param_dtype))
-        dt = _dtype(self.dtype)
-        return jnp.einsum("...d,vd->...v", jnp.asarray(x, dt), jnp.asarray(kernel, dt))
 
 
 # ----------------------------------------------------------------------------- norms / MLP
@@ -347,7 +370,9 @@ class MultiHeadAttention(nn.Module):
         b, lq, h, d = q.shape
         g = h // self.num_kv_heads
         q = q.reshape(b, lq, self.num_kv_heads, g, d)
-        logits = jnp.einsum("bqhgd,bkhd->bhgqk", q.astype(jnp.float32), k.astype(jnp.float32))
+        # Inputs in the compute dtype, products accumulated and returned in float32.
+        logits = jnp.einsum("bqhgd,bkhd->bhgqk", q, k.astype(q.dtype),
+                            preferred_element_type=jnp.float32)
         logits = logits.reshape(b, h, lq, k.shape[1])
         if bias is not None:
             logits = logits + bias

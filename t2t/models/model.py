@@ -78,12 +78,15 @@ def cross_entropy(logits, targets, weights, *, z_loss: float = 0.0,
     weights = weights.astype(jnp.float32)
     vocab = logits.shape[-1]
     log_z = jax.nn.logsumexp(logits, axis=-1)
-    log_p = logits - log_z[..., None]
-    target_log_p = jnp.take_along_axis(log_p, targets[..., None], axis=-1)[..., 0]
+    # The target's logit through a one-hot product: a fused reduction whose gradient is an
+    # elementwise product (take_along_axis would scatter into a zeroed [.., vocab] array).
+    one_hot = jax.nn.one_hot(targets, vocab, dtype=jnp.float32)
+    target_log_p = jnp.sum(one_hot * logits, axis=-1) - log_z
     if label_smoothing:
         on, off = 1.0 - label_smoothing, label_smoothing / (vocab - 1)
         const = -(on * jnp.log(on) + (vocab - 1) * off * jnp.log(off + 1e-20))
-        smoothed = -(on - off) * target_log_p - off * jnp.sum(log_p, axis=-1) - const
+        sum_log_p = jnp.sum(logits, axis=-1) - vocab * log_z
+        smoothed = -(on - off) * target_log_p - off * sum_log_p - const
     else:
         smoothed = -target_log_p
     z_term = z_loss * jnp.square(log_z)

@@ -101,8 +101,8 @@ class _Base(nn.Module):
         self.token_embedder = L.Embed(c.vocab_size, c.d_model, dtype=c.dtype,
                                       param_dtype=c.param_dtype, name="token_embedder")
         if not c.tie_embeddings:
-            self.logits_dense = L.Unembed(c.vocab_size, c.d_model, dtype=c.dtype,
-                                          param_dtype=c.param_dtype, name="logits_dense")
+            self.logits_dense = L.DenseGeneral((c.vocab_size,), ("embed", "vocab"), dtype=c.dtype,
+                                               param_dtype=c.param_dtype, name="logits_dense")
 
     def _run_encoder(self, stack, tokens, segment_ids, positions, deterministic):
         """Bidirectional stack over tokens, masking padding (id 0) and other packed segments."""

@@ -32,10 +32,10 @@ def _cpu_peak_cache() -> pathlib.Path:
     return pathlib.Path(os.environ.get("T2T_CACHE_DIR", "~/.cache/t2t")).expanduser() / "cpu_peak.json"
 
 
-def measure_matmul_peak(n: int = 1024, repeats: int = 5) -> float:
-    """Best float32 matmul FLOP/s of one device (used as the CPU 'peak')."""
-    x = jnp.ones((n, n), jnp.float32)
-    f = jax.jit(lambda a: a @ a)
+def measure_matmul_peak(n: int = 1024, repeats: int = 5, dtype=jnp.float32) -> float:
+    """Best matmul FLOP/s of one device in `dtype` (float32 accumulation; the CPU 'peak')."""
+    x = jnp.ones((n, n), dtype)
+    f = jax.jit(lambda a: jnp.matmul(a, a, preferred_element_type=jnp.float32))
     f(x).block_until_ready()
     best = float("inf")
     for _ in range(repeats):

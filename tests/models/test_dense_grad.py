@@ -1,0 +1,37 @@
+"""layers.dense: the custom weight gradient equals autodiff of the plain contraction."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from t2t.models import layers as L
+
+
+@pytest.mark.parametrize("x_shape,k_shape,num_in", [
+    ((2, 5, 6), (6, 9), 1),        # x narrower than the output: x is transposed
+    ((2, 5, 9), (9, 4), 1),        # output narrower: g is transposed
+    ((2, 5, 3, 4), (3, 4, 7), 2),  # attention output projection: two contracted axes
+    ((2, 5, 6), (6, 3, 4), 1),     # q/k/v projection: two output axes
+])
+def test_dense_gradients_equal_autodiff(x_shape, k_shape, num_in):
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.standard_normal(x_shape), jnp.float32)
+    k = jnp.asarray(rng.standard_normal(k_shape), jnp.float32)
+
+    def loss(contract):
+        return lambda x, k: jnp.sum(jnp.sin(contract(x, k, num_in)))
+
+    got = jax.jit(jax.grad(loss(L.dense), (0, 1)))(x, k)
+    want = jax.jit(jax.grad(loss(L._contract), (0, 1)))(x, k)
+    np.testing.assert_allclose(L.dense(x, k, num_in), L._contract(x, k, num_in), rtol=1e-6)
+    for a, b in zip(got, want):
+        assert a.shape == b.shape and a.dtype == b.dtype
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_dense_gradient_dtypes_follow_inputs():
+    x = jnp.ones((2, 3, 4), jnp.bfloat16)
+    k = jnp.ones((4, 5), jnp.bfloat16)
+    dx, dk = jax.grad(lambda x, k: jnp.sum(L.dense(x, k).astype(jnp.float32)), (0, 1))(x, k)
+    assert (dx.dtype, dk.dtype) == (jnp.bfloat16, jnp.bfloat16)
+    np.testing.assert_array_equal(np.asarray(dk, np.float32), np.full((4, 5), 6.0))
