@@ -1,7 +1,8 @@
 """Model FLOPs utilisation of t2t's train step for every architecture of the T5 paper's Table 2.
 
   python benchmarks/mfu.py [--scale cpu|full|tiny] [--archs a,b] [--steps 3] [--warmup 1]
-      [--batch_size N] [--device cpu|gpu] [--out FILE]
+      [--batch_size N] [--scan_layers] [--remat_policy none|full|dots] [--device cpu|gpu]
+      [--out FILE]
 
 Architectures (T5 Table 2): encoder-decoder (2P params, M FLOPs), encoder-decoder with shared
 stacks (P, M), encoder-decoder with 6-layer stacks (P, M/2), language model (P, M) and prefix LM
@@ -16,7 +17,8 @@ Scales: `full` is the paper's shape (d_model 768, 12 heads, d_ff 3072, 12 layers
 bf16 activations; the GPU default). `cpu` (the CPU default) keeps the vocabulary, lengths and the
 architectures' relations but reduces width and depth to fit a 2-core CPU: d_model 256, 4x64
 heads, d_ff 1024, 4 layers per stack (2 for the 6-layer variant), float32. `tiny` is the test
-shape (d_model 32, vocab 128, 32/8 tokens).
+shape (d_model 32, vocab 128, 32/8 tokens). `--scan_layers` / `--remat_policy` set those model
+fields (compare the 'first step s' column, which includes compilation, and s/step).
 """
 from __future__ import annotations
 
@@ -56,21 +58,23 @@ SCALES = {
 }
 
 
-def arch_config(name: str, scale: Scale):
-    """The named Table 2 architecture at `scale` (layer counts keep the variants' ratios)."""
+def arch_config(name: str, scale: Scale, **overrides):
+    """The named Table 2 architecture at `scale` (layer counts keep the variants' ratios),
+    with further model-field `overrides` (e.g. scan_layers, remat_policy)."""
     full = variants.get_model_config(name)
     ratio = lambda n: max(1, n * scale.layers // 12) if n else 0  # noqa: E731
     return variants.get_model_config(
         name, num_encoder_layers=ratio(full.num_encoder_layers),
-        num_decoder_layers=ratio(full.num_decoder_layers), **scale.width)
+        num_decoder_layers=ratio(full.num_decoder_layers), **scale.width, **overrides)
 
 
-def measure(names, scale: Scale, device, *, warmup: int, steps: int, optimizer: str = "adafactor"):
+def measure(names, scale: Scale, device, *, warmup: int, steps: int, optimizer: str = "adafactor",
+            overrides=None):
     """Seconds per step of every architecture, interleaved, after each one's first step;
     returns (configs, times, first-step seconds)."""
     cfgs, fns, compile_s = {}, {}, {}
     for name in names:
-        cfg = arch_config(name, scale)
+        cfg = arch_config(name, scale, **(overrides or {}))
         batch = common.synthetic_batch(cfg.architecture, scale.batch_size, scale.inputs_length,
                                        scale.targets_length, cfg.vocab_size,
                                        prefix_lm=cfg.prefix_lm)
@@ -103,6 +107,8 @@ def main(argv=None) -> list[dict]:
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--batch_size", type=int, default=0, help="override the scale's batch size")
+    p.add_argument("--scan_layers", action="store_true", help="scan each stack's layers")
+    p.add_argument("--remat_policy", choices=variants.REMAT_POLICIES, default="none")
     args = p.parse_args(argv)
     device = common.select_device(args.device, args.fast_compile)
     scale = SCALES[args.scale or ("full" if args.device == "gpu" else "cpu")]
@@ -113,7 +119,9 @@ def main(argv=None) -> list[dict]:
     if bad:
         raise SystemExit(f"--archs: {bad} are not Table 2 architectures; expected some of {ARCHS}")
     peak, source = common.peak_flops(device)
-    cfgs, times, first = measure(names, scale, device, warmup=args.warmup, steps=args.steps)
+    overrides = dict(scan_layers=args.scan_layers, remat_policy=args.remat_policy)
+    cfgs, times, first = measure(names, scale, device, warmup=args.warmup, steps=args.steps,
+                                 overrides=overrides)
     if device.platform == "cpu":
         peak = max(peak, common.peak_flops(device)[0])
     records = []
@@ -126,14 +134,15 @@ def main(argv=None) -> list[dict]:
             "name": name, "architecture": cfg.architecture, "scale": scale.description,
             "params": variants.count_params(cfg), "d_model": cfg.d_model, "d_ff": cfg.d_ff,
             "num_encoder_layers": cfg.num_encoder_layers,
-            "num_decoder_layers": cfg.num_decoder_layers, "dtype": cfg.dtype,
+            "num_decoder_layers": cfg.num_decoder_layers, "dtype": cfg.dtype, **overrides,
             "batch_size": scale.batch_size, "inputs_length": scale.inputs_length,
             "targets_length": scale.targets_length, "device": device.device_kind,
             "flops_per_step": flops, "gflops_per_step": flops / 1e9, "seconds_per_step": seconds,
             "tokens_per_second": tokens / seconds, "mfu": flops / seconds / peak,
             "peak_flops": peak, "peak_source": source, "first_step_seconds": first[name],
             "step_times": times[name]})
-    print(f"{scale.description}; peak {peak / 1e9:,.1f} GFLOP/s ({source})")
+    print(f"{scale.description}; scan_layers={args.scan_layers}, "
+          f"remat_policy={args.remat_policy}; peak {peak / 1e9:,.1f} GFLOP/s ({source})")
     common.print_table(records, COLUMNS)
     common.write_records(args.out, records)
     return records

@@ -4,7 +4,9 @@ t2t checkpoint layout (what `save_checkpoint` writes and `load_checkpoint` reads
   <dir>/model_config.json   the model ConfigDict as JSON (every field of variants.base_config)
   <dir>/params/             Orbax StandardCheckpointer save of the UNBOXED params tree, i.e.
                             nn.unbox(Model.init(...)): {'token_embedder': {'embedding': ...},
-                            'encoder': {...}, 'decoder': {...}[, 'logits_dense': {...}]}
+                            'encoder': {...}, 'decoder': {...}[, 'logits_dense': {...}]},
+                            layers as `layers_{i}`, or stacked in `layers` when the config
+                            has scan_layers=True (see scan.py)
 HF side: config.json + model.safetensors (or sharded *.safetensors with an index); a
 pytorch_model.bin (a pickle) is read only when the caller passes allow_pickle=True.
 """
@@ -17,6 +19,7 @@ import pathlib
 import ml_collections
 import numpy as np
 
+from t2t.models.scan import stack_layers, unstack_layers
 from t2t.models.variants import base_config, validate
 
 HF_ACTIVATIONS = {"relu": "relu", "gelu": "gelu", "gated-gelu": "gated-gelu",
@@ -151,7 +154,8 @@ def _get_path(tree: dict, path: str):
 
 
 def hf_state_to_params(state: dict, cfg) -> dict:
-    """HF T5 state dict (numpy arrays) -> unboxed t2t params tree (float32 numpy)."""
+    """HF T5 state dict (numpy arrays) -> unboxed t2t params tree (float32 numpy), in the
+    scanned layout when cfg.scan_layers."""
     _check_hf_compatible(cfg)
     params: dict = {}
     for hf_key, path in name_map(cfg):
@@ -159,12 +163,15 @@ def hf_state_to_params(state: dict, cfg) -> dict:
             raise KeyError(f"HF checkpoint has no tensor {hf_key!r} (needed for {path})")
         _set_path(params, path, np.asarray(_to_t2t(hf_key, np.asarray(state[hf_key]), cfg),
                                            np.float32))
-    return params
+    return stack_layers(params, cfg) if cfg.scan_layers else params
 
 
 def params_to_hf_state(params: dict, cfg) -> dict:
-    """Unboxed t2t params -> HF T5 state dict of float32 numpy arrays (tied keys included)."""
+    """Unboxed t2t params (looped or, with cfg.scan_layers, scanned) -> HF T5 state dict of
+    float32 numpy arrays (tied keys included)."""
     _check_hf_compatible(cfg)
+    if cfg.scan_layers:
+        params = unstack_layers(params, cfg)
     state = {hf_key: np.ascontiguousarray(_to_hf(hf_key, np.asarray(_get_path(params, path),
                                                                       np.float32)))
              for hf_key, path in name_map(cfg)}
@@ -177,14 +184,15 @@ def params_to_hf_state(params: dict, cfg) -> dict:
 
 
 # ----------------------------------------------------------------------------- HF files
-def load_hf_checkpoint(src, *, allow_pickle: bool = False):
+def load_hf_checkpoint(src, *, allow_pickle: bool = False, **overrides):
     """(cfg, params) from an HF T5 directory: config.json + safetensors (single or sharded),
-    or pytorch_model.bin when allow_pickle=True (torch.load(weights_only=True))."""
+    or pytorch_model.bin when allow_pickle=True (torch.load(weights_only=True)). `overrides`
+    set t2t-only config fields (e.g. scan_layers=True for the scanned layout)."""
     src = pathlib.Path(src)
     config_path = src / "config.json"
     if not config_path.is_file():
         raise FileNotFoundError(f"{config_path}: no HF config.json in {src}")
-    cfg = hf_config_to_t2t(json.loads(config_path.read_text()))
+    cfg = hf_config_to_t2t(json.loads(config_path.read_text()), **overrides)
     return cfg, hf_state_to_params(_read_hf_state(src, allow_pickle), cfg)
 
 

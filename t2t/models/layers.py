@@ -10,7 +10,7 @@ t2t/train/partitioning.py, via `nn.get_partition_spec` + `nn.logical_to_mesh_sha
   'kv'              per-head width head_dim
   'joined_kv'       heads*head_dim flattened (reserved for rules tables shared with t5x; unused here)
   'relpos_buckets'  T5 relative-position buckets
-  'layers'          stacked layer index (reserved for scanned stacks; unused here)
+  'layers'          stacked layer index of scanned stacks (cfg.scan_layers; transformer.py)
   None              replicated (norm scales, absolute position tables' length axis)
 
 Activations are constrained (`nn.with_logical_constraint`, a no-op without rules in scope) with

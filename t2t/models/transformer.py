@@ -6,12 +6,18 @@ optimizer or data. Args are the batch-contract arrays (see model.py for the key 
 
 Decoding (`decode=True`): keys/values live in the 'cache' collection; callers pass per-example
 `decode_index` [batch] (position of the first token fed) and the static `decode_length`.
+
+cfg.scan_layers runs a stack's layers with `nn.scan` (one traced layer, so compile time stops
+growing with depth); params are then `<stack>/layers/...` with a leading 'layers' axis and cache
+leaves [batch, layers, ...] (batch stays leading, as decoding.py expects). cfg.remat_policy
+rematerialises each layer in the backward pass. Neither changes the numbers.
 """
 from __future__ import annotations
 
 import flax.linen as nn
-import ml_collections
+import jax
 import jax.numpy as jnp
+import ml_collections
 
 from t2t.models import layers as L
 from t2t.models.variants import kv_heads
@@ -54,8 +60,41 @@ class Layer(nn.Module):
         return L.constrain(x + drop(h), ("batch", "length", "embed"))
 
 
+# cfg.remat_policy -> jax.checkpoint policy (None = save nothing, recompute the whole layer).
+REMAT_POLICIES = {"full": None, "dots": jax.checkpoint_policies.dots_with_no_batch_dims_saveable}
+
+
+def _layer_fn(cfg, **static):
+    """fn(layer, x, bias, positions, encoded, cross_bias, decode_index) -> x: one Layer call with
+    the Python-valued arguments bound (lifted transforms trace the rest), rematerialised as
+    cfg.remat_policy says. Inside a scan CSE cannot merge the recomputation, so prevent_cse=False
+    spares the barriers there."""
+    def call(layer, x, bias, positions, encoded, cross_bias, decode_index):
+        return layer(x, bias, positions, encoded=encoded, cross_bias=cross_bias,
+                     decode_index=decode_index, **static)
+    if cfg.remat_policy == "none":
+        return call
+    if cfg.remat_policy not in REMAT_POLICIES:
+        raise ValueError(f"model config remat_policy={cfg.remat_policy!r}: expected one of "
+                         f"{['none', *REMAT_POLICIES]}")
+    return nn.remat(call, policy=REMAT_POLICIES[cfg.remat_policy],
+                    prevent_cse=not cfg.scan_layers)
+
+
+def _scanned(fn, num_layers: int):
+    """`fn` applied num_layers times by nn.scan: params stacked on a leading axis tagged 'layers'
+    (partitioning.RULES replicates it), cache on axis 1, a fresh params/dropout rng per layer;
+    the non-carry arguments are the same for every layer."""
+    def body(layer, x, *args):
+        return fn(layer, x, *args), None
+    return nn.scan(body, variable_axes={"params": 0, "cache": 1},
+                   split_rngs={"params": True, "dropout": True}, in_axes=nn.broadcast,
+                   length=num_layers, metadata_params={nn.PARTITION_NAME: "layers"})
+
+
 class Stack(nn.Module):
-    """Position scheme + `num_layers` Layers + final norm. One relative-bias table per stack."""
+    """Position scheme + `num_layers` Layers (looped, or scanned with cfg.scan_layers) + final
+    norm. One relative-bias table per stack, outside the scan."""
     cfg: object
     num_layers: int
 
@@ -82,11 +121,13 @@ class Stack(nn.Module):
         elif c.position == "alibi":
             bias = bias + L.alibi_bias(c.num_heads, q_pos, k_pos)
         cross_bias = None if cross_mask is None else L.mask_to_bias(cross_mask)
-        for i in range(self.num_layers):
-            x = Layer(c, name=f"layers_{i}")(
-                x, bias, positions, encoded=encoded, cross_bias=cross_bias, decode=decode,
-                decode_index=decode_index, decode_length=decode_length,
-                deterministic=deterministic)
+        fn = _layer_fn(c, decode=decode, decode_length=decode_length, deterministic=deterministic)
+        args = (bias, positions, encoded, cross_bias, decode_index)
+        if c.scan_layers:
+            x, _ = _scanned(fn, self.num_layers)(Layer(c, name="layers"), x, *args)
+        else:
+            for i in range(self.num_layers):
+                x = fn(Layer(c, name=f"layers_{i}"), x, *args)
         x = L.make_norm(c, "final_norm")(x)
         return nn.Dropout(c.dropout_rate, broadcast_dims=(-2,))(x, deterministic=deterministic)
 

@@ -12,6 +12,11 @@ import ml_collections
 ARCHITECTURES = ("encoder_decoder", "decoder_only", "encoder_only")
 POSITIONS = ("relative", "absolute", "sinusoidal", "rope", "alibi")
 GATED = ("gated-gelu", "swiglu")
+# Rematerialisation of each Layer in the backward pass (transformer.REMAT_POLICIES): 'none' keeps
+# every activation; 'full' recomputes the whole layer (least memory); 'dots' keeps the outputs of
+# matmuls without batch dimensions (the projections) and recomputes the rest (attention
+# scores, softmax, activations, norms).
+REMAT_POLICIES = ("none", "full", "dots")
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -40,6 +45,9 @@ def base_config() -> ml_collections.ConfigDict:
         tie_embeddings=True,        # output logits through the token embedding (scaled d_model^-0.5)
         shared_encoder_decoder=False,
         prefix_lm=False,            # decoder_only: fully-visible attention where decoder_causal_attention=1
+        scan_layers=False,          # nn.scan over each stack's layers (faster compile): params
+                                    # <stack>/layers/... on a leading 'layers' axis (scan.py)
+        remat_policy="none",        # none | full | dots (see REMAT_POLICIES)
     ))
 
 
@@ -119,6 +127,7 @@ def validate(cfg) -> None:
         (cfg.architecture == "encoder_only" or cfg.num_decoder_layers > 0,
          "num_decoder_layers", "> 0"),
         (cfg.dtype in ("float32", "bfloat16", "float16"), "dtype", "float32|bfloat16|float16"),
+        (cfg.remat_policy in REMAT_POLICIES, "remat_policy", "|".join(REMAT_POLICIES)),
     ]
     for ok, field, expected in checks:
         if not ok:
