@@ -101,15 +101,69 @@ def _dense_bwd(num_in, residuals, g):
     k2 = kernel.reshape(n_in, -1)
     x2, g2 = x.reshape(-1, n_in), g.reshape(-1, k2.shape[1])
     dx = jax.lax.dot_general(g2, k2, (((1,), (1,)), ((), ())))
-    barrier = jax.lax.optimization_barrier if jax.default_backend() == "cpu" else (lambda t: t)
     if x2.shape[1] <= g2.shape[1]:
-        dk = jax.lax.dot_general(barrier(x2.T), g2, (((1,), (0,)), ((), ())))
+        dk = jax.lax.dot_general(_cpu_barrier(x2.T), g2, (((1,), (0,)), ((), ())))
     else:
-        dk = jax.lax.dot_general(barrier(g2.T), x2, (((1,), (0,)), ((), ()))).T
+        dk = jax.lax.dot_general(_cpu_barrier(g2.T), x2, (((1,), (0,)), ((), ()))).T
     return dx.reshape(x.shape).astype(x.dtype), dk.reshape(kernel.shape).astype(kernel.dtype)
 
 
 dense.defvjp(_dense_fwd, _dense_bwd)
+
+
+def _cpu_barrier(t):
+    """An optimization barrier on the CPU backend (keeps an explicit transpose where it is
+    written, see `dense`); the identity elsewhere."""
+    return jax.lax.optimization_barrier(t) if jax.default_backend() == "cpu" else t
+
+
+def _swap(t):
+    return jnp.swapaxes(t, -1, -2)
+
+
+@jax.custom_vjp
+def attention_scores(q, k):
+    """q [..., q, d] . k [..., k, d] -> float32 scores [..., q, k] (compute-dtype inputs).
+
+    Like `dense`, the backward writes no transpose of a [q, k] matrix on CPU: dk is computed
+    as (q^T g)^T, transposing the narrow [q, d] and [d, k] operands instead of g."""
+    return jnp.einsum("...qd,...kd->...qk", q, k, preferred_element_type=jnp.float32)
+
+
+def _scores_fwd(q, k):
+    return attention_scores(q, k), (q, k)
+
+
+def _scores_bwd(residuals, g):
+    q, k = residuals
+    g = g.astype(q.dtype)
+    dq = jnp.einsum("...qk,...kd->...qd", g, k, preferred_element_type=jnp.float32)
+    dk = _swap(jnp.einsum("...dq,...qk->...dk", _cpu_barrier(_swap(q)), g,
+                          preferred_element_type=jnp.float32))
+    return dq.astype(q.dtype), dk.astype(k.dtype)
+
+
+attention_scores.defvjp(_scores_fwd, _scores_bwd)
+
+
+@jax.custom_vjp
+def attention_values(w, v):
+    """Attention weights w [..., q, k] . v [..., k, d] -> [..., q, d]; dv = (g^T w)^T."""
+    return jnp.einsum("...qk,...kd->...qd", w, v)
+
+
+def _values_fwd(w, v):
+    return attention_values(w, v), (w, v)
+
+
+def _values_bwd(residuals, g):
+    w, v = residuals
+    dw = jnp.einsum("...qd,...kd->...qk", g, v)
+    dv = _swap(jnp.einsum("...dq,...qk->...dk", _cpu_barrier(_swap(g)), w))
+    return dw.astype(w.dtype), dv.astype(v.dtype)
+
+
+attention_values.defvjp(_values_fwd, _values_bwd)
 
 
 class Embed(nn.Module):
@@ -368,17 +422,18 @@ class MultiHeadAttention(nn.Module):
 
     def _attend(self, q, k, v, bias, deterministic):
         b, lq, h, d = q.shape
-        g = h // self.num_kv_heads
-        q = q.reshape(b, lq, self.num_kv_heads, g, d)
-        # Inputs in the compute dtype, products accumulated and returned in float32.
-        logits = jnp.einsum("bqhgd,bkhd->bhgqk", q, k.astype(q.dtype),
-                            preferred_element_type=jnp.float32)
-        logits = logits.reshape(b, h, lq, k.shape[1])
+        hk, lk = self.num_kv_heads, k.shape[1]
+        g = h // hk
+        # Heads-major [b, kv_heads, groups * q, d]: query heads sharing a key/value head are
+        # rows of one matrix (head index = kv_head * groups + group, as the projections lay out).
+        qh = q.reshape(b, lq, hk, g, d).transpose(0, 2, 3, 1, 4).reshape(b, hk, g * lq, d)
+        logits = attention_scores(qh, jnp.swapaxes(k, 1, 2).astype(q.dtype))
+        logits = logits.reshape(b, h, lq, lk)
         if bias is not None:
             logits = logits + bias
         weights = jax.nn.softmax(logits, axis=-1)
         weights = nn.Dropout(self.dropout_rate)(weights, deterministic=deterministic)
         dt = _dtype(self.dtype)
-        weights = weights.reshape(b, self.num_kv_heads, g, lq, k.shape[1]).astype(dt)
-        out = jnp.einsum("bhgqk,bkhd->bqhgd", weights, v.astype(dt))
-        return out.reshape(b, lq, h, d)
+        weights = weights.reshape(b, hk, g * lq, lk).astype(dt)
+        out = attention_values(weights, jnp.swapaxes(v, 1, 2).astype(dt))
+        return out.reshape(b, hk, g, lq, d).transpose(0, 3, 1, 2, 4).reshape(b, lq, h, d)

@@ -35,3 +35,25 @@ def test_dense_gradient_dtypes_follow_inputs():
     dx, dk = jax.grad(lambda x, k: jnp.sum(L.dense(x, k).astype(jnp.float32)), (0, 1))(x, k)
     assert (dx.dtype, dk.dtype) == (jnp.bfloat16, jnp.bfloat16)
     np.testing.assert_array_equal(np.asarray(dk, np.float32), np.full((4, 5), 6.0))
+
+
+@pytest.mark.parametrize("dtype,tol", [(jnp.float32, 1e-5), (jnp.bfloat16, 5e-2)])
+def test_attention_matmul_gradients_equal_autodiff(dtype, tol):
+    rng = np.random.default_rng(1)
+    q, k, v = (jnp.asarray(rng.standard_normal((2, 3, n, 4)), dtype) for n in (5, 7, 7))
+
+    def loss(scores, values):
+        def f(q, k, v):
+            w = jax.nn.softmax(scores(q, k), axis=-1).astype(dtype)
+            return jnp.sum(jnp.sin(values(w, v).astype(jnp.float32)))
+        return f
+
+    plain_scores = lambda q, k: jnp.einsum("...qd,...kd->...qk", q, k,  # noqa: E731
+                                           preferred_element_type=jnp.float32)
+    plain_values = lambda w, v: jnp.einsum("...qk,...kd->...qd", w, v)  # noqa: E731
+    got = jax.jit(jax.grad(loss(L.attention_scores, L.attention_values), (0, 1, 2)))(q, k, v)
+    want = jax.jit(jax.grad(loss(plain_scores, plain_values), (0, 1, 2)))(q, k, v)
+    for a, b in zip(got, want):
+        assert a.dtype == b.dtype == dtype
+        np.testing.assert_allclose(np.asarray(a, np.float32), np.asarray(b, np.float32),
+                                   rtol=tol, atol=tol)
