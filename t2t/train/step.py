@@ -2,8 +2,10 @@
 
 `train_step(state, batch, dropout_key, *, model, tx, ...) -> (state, metrics)`:
 the loss is summed over target tokens and divided by the number of target
-tokens in the whole batch, so gradient accumulation over microbatches equals
-one step on the whole batch. The loop jits these with shardings and donation.
+tokens in the whole batch (known from the batch's loss weights before the
+backward pass, so the gradients come out already divided: no extra pass over
+them), so gradient accumulation over microbatches equals one step on the whole
+batch. The loop jits these with shardings and donation.
 """
 from __future__ import annotations
 
@@ -31,24 +33,26 @@ def _microbatches(batch, n: int):
     return jax.tree.map(lambda x: x.reshape((-1, n) + x.shape[1:]).swapaxes(0, 1), batch)
 
 
-def _sum_loss_and_grads(params, batch, dropout_key, model, loss_kwargs, num_microbatches):
+def _sum_loss_and_grads(params, batch, dropout_key, model, loss_kwargs, num_microbatches, scale):
+    """(summed loss, summed aux, gradients of scale * summed loss)."""
     def loss_fn(p, mb, key):
-        return model.loss(p, mb, dropout_rng=key, train=True, **loss_kwargs)
+        loss, aux = model.loss(p, mb, dropout_rng=key, train=True, **loss_kwargs)
+        return loss * scale, (loss, aux)
 
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
     if num_microbatches <= 1:
-        (loss, aux), grads = grad_fn(params, batch, dropout_key)
+        (_, (loss, aux)), grads = grad_fn(params, batch, dropout_key)
         return loss, aux, grads
     mbs = _microbatches(batch, num_microbatches)
 
     def body(carry, i):
         mb = jax.tree.map(lambda x: x[i], mbs)
-        (loss, aux), grads = grad_fn(params, mb, jax.random.fold_in(dropout_key, i))
+        (_, (loss, aux)), grads = grad_fn(params, mb, jax.random.fold_in(dropout_key, i))
         return jax.tree.map(jnp.add, carry, (loss, aux, grads)), None
 
     first = jax.tree.map(lambda x: x[0], mbs)
     zeros = jax.tree.map(jnp.zeros_like, jax.eval_shape(lambda: grad_fn(params, first, dropout_key)))
-    (loss, aux), grads = zeros
+    (_, (loss, aux)), grads = zeros
     (loss, aux, grads), _ = jax.lax.scan(body, (loss, aux, grads), jnp.arange(num_microbatches))
     return loss, aux, grads
 
@@ -58,10 +62,9 @@ def train_step(state: TrainState, batch, dropout_key, *, model, tx: optax.Gradie
                label_smoothing: float = 0.0) -> tuple[TrainState, dict]:
     key = jax.random.fold_in(dropout_key, state.step)
     loss_kwargs = dict(z_loss=z_loss, label_smoothing=label_smoothing)
+    n = jnp.maximum(jnp.sum(jnp.asarray(batch["decoder_loss_weights"], jnp.float32)), 1.0)
     loss, aux, grads = _sum_loss_and_grads(state.params, batch, key, model, loss_kwargs,
-                                           num_microbatches)
-    n = jnp.maximum(aux["num_tokens"], 1.0)
-    grads = jax.tree.map(lambda g: (g / n).astype(g.dtype), grads)
+                                           num_microbatches, 1.0 / n)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     metrics = {"loss": loss / n, "accuracy": aux["accuracy"] / n, "z_loss": aux["z_loss"] / n,
