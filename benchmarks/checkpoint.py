@@ -1,16 +1,23 @@
 """How long the training loop stalls per asynchronous Orbax save, against the step time.
 
   python benchmarks/checkpoint.py [--model t5_v1_1_small] [--batch_size 2] [--rounds 3]
-      [--overlap_steps 2] [--dir DIR] [--device cpu|gpu] [--out FILE]
+      [--baseline_steps 2] [--overlap_steps 2] [--max_overlap_steps 8]
+      [--low_priority_writes auto|on|off] [--dir DIR] [--device cpu|gpu] [--out FILE]
 
 Runs t2t's jitted train step (Adafactor, state donated, as the loop runs it) and saves with
 t2t.train.checkpoint.Checkpointer (asynchronous; train state + a Grain iterator's state + the
-config, as the loop saves them). Each round: one step with no save in flight (the baseline),
-one step followed by `Checkpointer.save` (its blocking part is timed), then `--overlap_steps`
-steps while the write proceeds in the background, then a wait for the write to finish (not a
-stall: the loop saves every thousands of steps, far apart). The stall of a save is the blocking
-call plus whatever the overlapping steps took beyond the baseline; `stall_fraction` divides it by
-the baseline step (the issue asks < 0.1). CPU: t5_v1_1_small in float32; GPU: t5_v1_1_base.
+config, as the loop saves them). Each round: `--baseline_steps` steps with no save in flight, one
+step followed by `Checkpointer.save` (its blocking part is timed), then at least
+`--overlap_steps` steps and more while the write is still running (up to
+`--max_overlap_steps`), a wait for whatever is left of the write (not a stall: the loop saves
+every thousands of steps, far apart), and `--baseline_steps` more steps with no save in flight.
+A round's baseline is the median of its steps before and after the save (a shared machine's
+load drifts); its stall is the blocking call plus whatever all the overlapping steps took beyond
+that baseline; `stall_fraction` is the median over rounds of stall / baseline (the issue asks
+< 0.1); `step_seconds` the median of all baseline steps. `write_seconds` is the save's duration from the call to the
+end of the step (or wait) at which it was found finished (an upper bound, step resolution).
+`--low_priority_writes` sets the Checkpointer option (auto: its default). CPU: t5_v1_1_small in
+float32; GPU: t5_v1_1_base.
 """
 from __future__ import annotations
 
@@ -33,9 +40,10 @@ def _timed(fn) -> float:
     return time.perf_counter() - start
 
 
-def measure(cfg, batch_size: int, device, directory: str, *, rounds: int, overlap_steps: int):
-    """Per-round timings (seconds) of baseline steps, save calls, overlapping steps and the
-    wait for the write still running after them."""
+def measure(cfg, batch_size: int, device, directory: str, *, rounds: int, baseline_steps: int,
+            overlap_steps: int, max_overlap_steps: int, low_priority_writes: bool | None):
+    """Per-round timings (seconds) of baseline steps, save calls, overlapping steps, the wait for
+    the write still running after them, and the write's duration (upper bound)."""
     batch = common.synthetic_batch(cfg.architecture, batch_size, 512, 114, cfg.vocab_size)
     state, step, jbatch = common.make_t2t_step(cfg, batch, "adafactor", device)
     data_iter = iter(grain.MapDataset.range(10**6).batch(batch_size).to_iter_dataset())
@@ -46,43 +54,62 @@ def measure(cfg, batch_size: int, device, directory: str, *, rounds: int, overla
         holder[0], metrics = step(holder[0], jbatch)
         jax.block_until_ready((holder[0], metrics))
 
-    checkpointer = Checkpointer(directory, keep=2, async_save=True)
+    checkpointer = Checkpointer(directory, keep=2, async_save=True,
+                                low_priority_writes=low_priority_writes)
     config = {"model": cfg.to_dict(), "batch_size": batch_size}
-    out = {"baseline": [], "save_call": [], "overlap": [], "wait": []}
+    out = {"baseline": [], "save_call": [], "overlap": [], "wait": [], "write": [],
+           "low_priority_writes": checkpointer.low_priority_writes}
     try:
         train(), train()  # compile; then one save to warm Orbax up (directories, threads)
         checkpointer.save(0, holder[0], data_iter, config)
         checkpointer.wait()
         for r in range(1, rounds + 1):
-            out["baseline"].append(_timed(train))
+            before = [_timed(train) for _ in range(baseline_steps)]
             train()
-            out["save_call"].append(_timed(
-                lambda: checkpointer.save(r, holder[0], data_iter, config)))
-            out["overlap"].append([_timed(train) for _ in range(overlap_steps)])
+            start = time.perf_counter()
+            checkpointer.save(r, holder[0], data_iter, config)
+            out["save_call"].append(time.perf_counter() - start)
+            steps, done_at = [], None
+            while len(steps) < max_overlap_steps and (
+                    len(steps) < overlap_steps or checkpointer.saving()):
+                steps.append(_timed(train))
+                if done_at is None and not checkpointer.saving():
+                    done_at = time.perf_counter()
+            out["overlap"].append(steps)
             out["wait"].append(_timed(checkpointer.wait))
+            out["write"].append((done_at or time.perf_counter()) - start)
+            out["baseline"].append(before + [_timed(train) for _ in range(baseline_steps)])
     finally:
         checkpointer.close()
     return out, common.param_count(holder[0].params)
 
 
 def summarise(name: str, cfg, params: int, t: dict, batch_size: int, device) -> dict:
-    base = common.median(t["baseline"])
-    extra = [max(0.0, sum(steps) - base * len(steps)) for steps in t["overlap"]]
+    # Each round against its own baseline (steps just before and after it), so that a shared
+    # machine's load drifting between rounds does not count as (or hide) a stall.
+    bases = [common.median(steps) for steps in t["baseline"]]
+    base = common.median([x for steps in t["baseline"] for x in steps])
+    extra = [max(0.0, sum(steps) - b * len(steps)) for steps, b in zip(t["overlap"], bases)]
     stalls = [call + more for call, more in zip(t["save_call"], extra)]
+    fractions = [stall / b for stall, b in zip(stalls, bases)]
     return {"name": name, "params": params, "dtype": cfg.dtype, "batch_size": batch_size,
             "device": device.device_kind, "step_seconds": base,
             "save_call_seconds": common.median(t["save_call"]),
             "overlap_extra_seconds": common.median(extra),
-            "stall_seconds": common.median(stalls), "stall_fraction": common.median(stalls) / base,
+            "stall_seconds": common.median(stalls), "stall_fraction": common.median(fractions),
             "wait_after_overlap_seconds": common.median(t["wait"]),
+            "write_seconds": common.median(t["write"]),
+            "low_priority_writes": t["low_priority_writes"],
             "baseline_steps": t["baseline"],
-            "save_calls": t["save_call"], "overlap_steps": t["overlap"]}
+            "save_calls": t["save_call"], "overlap_steps": t["overlap"], "writes": t["write"],
+            "stalls": stalls, "stall_fractions": fractions}
 
 
 COLUMNS = [("name", "model", ""), ("step_seconds", "step s", ".3f"),
            ("save_call_seconds", "save() s", ".3f"), ("overlap_extra_seconds", "overlap +s", ".3f"),
            ("stall_fraction", "stall/step", ".3f"),
-           ("wait_after_overlap_seconds", "write left s", ".2f")]
+           ("write_seconds", "write s", ".2f"), ("wait_after_overlap_seconds", "write left s", ".2f"),
+           ("low_priority_writes", "low prio", "")]
 
 
 def main(argv=None) -> list[dict]:
@@ -90,7 +117,12 @@ def main(argv=None) -> list[dict]:
     p.add_argument("--model", default=None, help="variant (default t5_v1_1_small; gpu: base)")
     p.add_argument("--batch_size", type=int, default=0, help="default 2 on cpu, 32 on gpu")
     p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--overlap_steps", type=int, default=2)
+    p.add_argument("--baseline_steps", type=int, default=2, help="per round")
+    p.add_argument("--overlap_steps", type=int, default=2, help="at least, per round")
+    p.add_argument("--max_overlap_steps", type=int, default=8,
+                   help="at most, per round, while the write is still running")
+    p.add_argument("--low_priority_writes", choices=["auto", "on", "off"], default="auto",
+                   help="the Checkpointer option (auto: its default for this host)")
     p.add_argument("--dir", default=None, help="checkpoint folder (default: a temporary one)")
     args = p.parse_args(argv)
     device = common.select_device(args.device, args.fast_compile)
@@ -100,8 +132,12 @@ def main(argv=None) -> list[dict]:
     batch_size = args.batch_size or (32 if gpu else 2)
     directory = args.dir or tempfile.mkdtemp(prefix="t2t_ckpt_bench_")
     try:
+        low = {"auto": None, "on": True, "off": False}[args.low_priority_writes]
         times, params = measure(cfg, batch_size, device, directory, rounds=args.rounds,
-                                overlap_steps=args.overlap_steps)
+                                baseline_steps=args.baseline_steps,
+                                overlap_steps=args.overlap_steps,
+                                max_overlap_steps=args.max_overlap_steps,
+                                low_priority_writes=low)
     finally:
         if args.dir is None:
             shutil.rmtree(directory, ignore_errors=True)
