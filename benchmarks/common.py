@@ -145,7 +145,8 @@ def make_t2t_step(cfg, batch: dict, optimizer: str, device: jax.Device, *, seed:
     """
     model = build_model(cfg)
     opt_cfg = optimizer_config(optimizer, learning_rate)
-    tx, schedule = optim.make_optimizer(opt_cfg), optim.schedule(opt_cfg)
+    tx = optim.make_optimizer(opt_cfg, stacked=optim.scanned_layers if cfg.scan_layers else None)
+    schedule = optim.schedule(opt_cfg)
     with jax.default_device(device):
         batch = jax.device_put(batch, device)
         state = jit(lambda k: step_lib.init_state(nn.unbox(model.init(k, batch)), tx))(

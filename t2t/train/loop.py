@@ -186,7 +186,8 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str
 
     # ---- model and optimizer
     model = build_model(model_cfg)
-    tx = optim.make_optimizer(cfg.optimizer)
+    tx = optim.make_optimizer(cfg.optimizer,
+                              stacked=optim.scanned_layers if model_cfg.scan_layers else None)
 
     # ---- state: shardings from the logical annotations, then resume / init_from / init
     shardings = state_shardings(model, tx, shapes, mesh, jax.random.key(cfg.seed))
