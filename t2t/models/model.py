@@ -94,9 +94,17 @@ def cross_entropy(logits, targets, weights, *, z_loss: float = 0.0,
         "num_tokens": jnp.sum(weights),
         "z_loss": jnp.sum(weights * z_term),
         "cross_entropy": jnp.sum(weights * -target_log_p),
-        "accuracy": jnp.sum(weights * (jnp.argmax(logits, axis=-1) == targets)),
+        "accuracy": jnp.sum(weights * (_argmax(logits) == targets)),
     }
     return jnp.sum(weights * (smoothed + z_term)), aux
+
+
+def _argmax(logits):
+    """jnp.argmax over the last axis (first index of the maximum) as a max and a min reduction:
+    XLA's CPU backend runs argmax's paired (value, index) reduction ~5x slower."""
+    top = jnp.max(logits, axis=-1, keepdims=True)
+    index = jax.lax.broadcasted_iota(jnp.int32, logits.shape, logits.ndim - 1)
+    return jnp.min(jnp.where(logits == top, index, logits.shape[-1]), axis=-1)
 
 
 class Model:
