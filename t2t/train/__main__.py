@@ -1,5 +1,9 @@
 """python -m t2t.train --config configs/NAME.py --workdir DIR [--config.a.b=value ...]
 
+`--config.model.overrides.FIELD=value` sets any model field (t2t.models.variants.base_config,
+e.g. scan_layers=True, remat_policy=dots, vocab_size=8192), also one the config file does not
+list (ml_collections' flags can only override fields that exist).
+
 Multi-host: pass --coordinator_address HOST:PORT --num_processes N --process_id I
 (or nothing on TPU VMs / SLURM, where JAX detects the cluster itself).
 """
@@ -19,6 +23,7 @@ flags.DEFINE_integer("num_processes", None, "number of processes (multi-host)")
 flags.DEFINE_integer("process_id", None, "this process's index (multi-host)")
 flags.mark_flags_as_required(["config", "workdir"])
 FLAGS = flags.FLAGS
+_OVERRIDES: dict[str, str] = {}
 
 
 def init_distributed() -> None:
@@ -35,9 +40,49 @@ def init_distributed() -> None:
         jax.distributed.initialize()  # TPU VM (one or many hosts) or SLURM: JAX finds the cluster
 
 
+_MODEL_OVERRIDE = "--config.model.overrides."
+
+
+def split_model_overrides(argv: list[str]) -> tuple[list[str], dict[str, str]]:
+    """(argv without the --config.model.overrides.FIELD=value flags, {FIELD: value})."""
+    rest, found = [], {}
+    for arg in argv:
+        if arg.startswith(_MODEL_OVERRIDE) and "=" in arg:
+            field, value = arg[len(_MODEL_OVERRIDE):].split("=", 1)
+            found[field] = value
+        else:
+            rest.append(arg)
+    return rest, found
+
+
+def parse_model_override(field: str, text: str):
+    """`text` as the type of model field `field`; a clear error for unknown fields/values."""
+    from t2t.models import variants
+    defaults = variants.base_config()
+    if field not in defaults:
+        raise app.UsageError(f"{_MODEL_OVERRIDE}{field}: unknown model field; fields are "
+                             f"{sorted(defaults.keys())}")
+    kind = type(defaults[field])
+    if kind is bool:
+        if text.lower() not in ("true", "false", "1", "0"):
+            raise app.UsageError(f"{_MODEL_OVERRIDE}{field}={text}: expected true or false")
+        return text.lower() in ("true", "1")
+    try:
+        return kind(text)
+    except ValueError:
+        raise app.UsageError(f"{_MODEL_OVERRIDE}{field}={text}: expected {kind.__name__}") from None
+
+
+def apply_model_overrides(cfg, overrides: dict[str, str]) -> None:
+    with cfg.unlocked():
+        for field, text in overrides.items():
+            cfg.model.overrides[field] = parse_model_override(field, text)
+
+
 def main(argv) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    apply_model_overrides(FLAGS.config, _OVERRIDES)
     logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO
     init_distributed()
     from t2t.train import loop
@@ -59,4 +104,5 @@ def main(argv) -> None:
 
 
 if __name__ == "__main__":
+    sys.argv, _OVERRIDES = split_model_overrides(sys.argv)
     app.run(main)
