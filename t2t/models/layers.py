@@ -111,10 +111,7 @@ def _dense_bwd(num_in, residuals, g):
     k2 = kernel.reshape(n_in, -1)
     x2, g2 = x.reshape(-1, n_in), g.reshape(-1, k2.shape[1])
     dx = _matmul(g2, k2, (((1,), (1,)), ((), ())))
-    if x2.shape[1] <= g2.shape[1]:
-        dk = _matmul(_cpu_barrier(x2.T), g2, (((1,), (0,)), ((), ())))
-    else:
-        dk = _matmul(_cpu_barrier(g2.T), x2, (((1,), (0,)), ((), ()))).T
+    dk = _tn_matmul(x2, g2) if x2.shape[1] <= g2.shape[1] else _swap(_tn_matmul(g2, x2))
     return dx.reshape(x.shape).astype(x.dtype), dk.reshape(kernel.shape).astype(kernel.dtype)
 
 
@@ -129,6 +126,13 @@ def _cpu_barrier(t):
 
 def _swap(t):
     return jnp.swapaxes(t, -1, -2)
+
+
+def _tn_matmul(a, b):
+    """a^T b over the second-to-last axis, [..., n, i] x [..., n, j] -> float32 [..., i, j],
+    with a's transpose written out (behind `_cpu_barrier`) so XLA's CPU dot gets the plain form.
+    Call it with the narrower operand as `a`: that is the one transposed."""
+    return jnp.matmul(_cpu_barrier(_swap(a)), b, preferred_element_type=jnp.float32)
 
 
 @jax.custom_vjp
@@ -148,8 +152,7 @@ def _scores_bwd(residuals, g):
     q, k = residuals
     g = g.astype(q.dtype)
     dq = jnp.einsum("...qk,...kd->...qd", g, k, preferred_element_type=jnp.float32)
-    dk = _swap(jnp.einsum("...dq,...qk->...dk", _cpu_barrier(_swap(q)), g,
-                          preferred_element_type=jnp.float32))
+    dk = _swap(_tn_matmul(q, g))
     return dq.astype(q.dtype), dk.astype(k.dtype)
 
 
@@ -170,8 +173,7 @@ def _values_fwd(w, v):
 def _values_bwd(residuals, g):
     w, v = residuals
     dw = jnp.einsum("...qd,...kd->...qk", g, v, preferred_element_type=jnp.float32)
-    dv = _swap(jnp.einsum("...dq,...qk->...dk", _cpu_barrier(_swap(g)), w,
-                          preferred_element_type=jnp.float32))
+    dv = _swap(_tn_matmul(g, w))
     return dw.astype(w.dtype), dv.astype(v.dtype)
 
 
@@ -195,8 +197,8 @@ class Embed(nn.Module):
         return jnp.asarray(jnp.take(self.embedding, ids, axis=0), _dtype(self.dtype))
 
     def attend(self, x):
-        return jnp.einsum("...d,vd->...v", x, jnp.asarray(self.embedding, _dtype(self.dtype)),
-                          preferred_element_type=jnp.float32).astype(_dtype(self.dtype))
+        table = jnp.asarray(self.embedding, _dtype(self.dtype))
+        return _matmul(jnp.asarray(x, table.dtype), table, (((x.ndim - 1,), (1,)), ((), ())))
 
 
 # ----------------------------------------------------------------------------- norms / MLP
