@@ -26,8 +26,6 @@ import orbax.checkpoint as ocp
 
 # Lowest nice value; per thread on Linux (setpriority on a thread id affects that thread only).
 _LOWEST_NICE = 19
-# Also SCHED_IDLE (run only on otherwise idle cores) on top of nice 19.
-_SCHED_IDLE = True
 # TensorStore's C++ pool threads (comm names) do Orbax's array writes and compression.
 _WRITER_COMM_PREFIXES = ("ts_",)
 # XLA's and the compiler's threads: never lowered (they run the train step).
@@ -62,10 +60,10 @@ def lower_thread_priority(tid: int) -> bool:
         os.setpriority(os.PRIO_PROCESS, tid, _LOWEST_NICE)
     except (ProcessLookupError, PermissionError):
         return False
-    if _SCHED_IDLE and hasattr(os, "sched_setscheduler") and hasattr(os, "SCHED_IDLE"):
+    if hasattr(os, "sched_setscheduler") and hasattr(os, "SCHED_IDLE"):
         try:
             os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))
-        except (ProcessLookupError, PermissionError, OSError):
+        except OSError:  # gone meanwhile, or not permitted: nice 19 stays
             pass
     return True
 
