@@ -197,6 +197,9 @@ class Checkpointer:
       cores; the write fills the gaps they leave and takes longer in wall time.
 
     Checkpoints stay atomic (Orbax's temporary folder + rename) and identical in content.
+    TensorStore's thread pool is process-wide: if a normal-priority save ran earlier in the same
+    process, its pool threads are lowered at each save, but pool threads they start during a
+    write run at their (normal) priority until the next save lowers them.
     """
 
     def __init__(self, directory: str | os.PathLike, *, keep: int = 3, keep_every: int | None = None,
