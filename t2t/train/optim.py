@@ -12,6 +12,8 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from t2t.train import adafactor
+
 
 def schedule(cfg: ml_collections.ConfigDict) -> optax.Schedule:
     """`cfg.schedule` in {constant, linear, cosine, rsqrt} with linear warmup.
@@ -109,11 +111,11 @@ def make_optimizer(cfg: ml_collections.ConfigDict, stacked=None) -> optax.Gradie
     lr = schedule(cfg)
     if cfg.name == "adafactor":
         # T5's settings: factored second moments, no momentum, update clipping at 1.0,
-        # decay rate 0.8, updates scaled by the parameter RMS.
-        tx = optax.adafactor(learning_rate=lr, decay_rate=0.8, clipping_threshold=1.0,
-                             momentum=None, multiply_by_parameter_scale=True, factored=True,
-                             min_dim_size_to_factor=128, eps=1e-30,
-                             weight_decay_rate=float(cfg.get("weight_decay", 0.0)) or None)
+        # decay rate 0.8, updates scaled by the parameter RMS (optax.adafactor's arithmetic
+        # and state, fused per parameter: t2t.train.adafactor).
+        tx = adafactor.adafactor(lr, decay_rate=0.8, clipping_threshold=1.0,
+                                 multiply_by_parameter_scale=True, min_dim_size_to_factor=128,
+                                 eps=1e-30, weight_decay_rate=float(cfg.get("weight_decay", 0.0)) or None)
         if stacked is not None:
             tx = per_layer(tx, stacked)
     elif cfg.name == "adamw":
