@@ -118,6 +118,30 @@ def _dense_bwd(num_in, residuals, g):
 dense.defvjp(_dense_fwd, _dense_bwd)
 
 
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def expand_batch(x, n: int):
+    """x [1, ...] broadcast to [n, ...], with a gradient that adds the n slices pairwise instead
+    of reducing over the leading axis: XLA's CPU reduction over a leading axis of a wide array
+    (the relative-position bias gradient, [batch, heads, q, k] -> [1, heads, q, k]) ran 50x
+    slower than adding the slices (14.5 vs 0.3 ms at batch 2, 512 tokens)."""
+    return jnp.broadcast_to(x, (n,) + x.shape[1:])
+
+
+def _expand_fwd(x, n):
+    return expand_batch(x, n), None
+
+
+def _expand_bwd(n, _, g):
+    while g.shape[0] > 1:
+        half = g.shape[0] // 2
+        head = g[:half] + g[half:2 * half]
+        g = jnp.concatenate([head, g[2 * half:]]) if g.shape[0] % 2 else head
+    return (g,)
+
+
+expand_batch.defvjp(_expand_fwd, _expand_bwd)
+
+
 def _cpu_barrier(t):
     """An optimization barrier on the CPU backend (keeps an explicit transpose where it is
     written, see `dense`); the identity elsewhere."""

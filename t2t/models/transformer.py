@@ -115,9 +115,12 @@ class Stack(nn.Module):
         x = nn.Dropout(c.dropout_rate, broadcast_dims=(-2,))(x, deterministic=deterministic)
         bias = L.mask_to_bias(self_mask)
         if c.position == "relative":
-            bias = bias + L.RelativePositionBias(
+            rel = L.RelativePositionBias(
                 c.num_heads, c.relative_num_buckets, c.relative_max_distance,
                 param_dtype=c.param_dtype, name="relpos_bias")(q_pos, k_pos, not causal)
+            if rel.shape[0] == 1 < bias.shape[0]:  # one bias for the batch: sum its gradient fast
+                rel = L.expand_batch(rel, bias.shape[0])
+            bias = bias + rel
         elif c.position == "alibi":
             bias = bias + L.alibi_bias(c.num_heads, q_pos, k_pos)
         cross_bias = None if cross_mask is None else L.mask_to_bias(cross_mask)

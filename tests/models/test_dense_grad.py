@@ -57,3 +57,17 @@ def test_attention_matmul_gradients_equal_autodiff(dtype, tol):
         assert a.dtype == b.dtype == dtype
         np.testing.assert_allclose(np.asarray(a, np.float32), np.asarray(b, np.float32),
                                    rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 8])
+def test_expand_batch_gradient_sums_the_batch(n):
+    rng = np.random.default_rng(n)
+    x = jnp.asarray(rng.standard_normal((1, 3, 4, 5)), jnp.float32)
+    w = jnp.asarray(rng.standard_normal((n, 3, 4, 5)), jnp.float32)
+    out = L.expand_batch(x, n)
+    assert out.shape == (n, 3, 4, 5)
+    np.testing.assert_array_equal(out, jnp.broadcast_to(x, (n, 3, 4, 5)))
+    got = jax.jit(jax.grad(lambda x: jnp.sum(jnp.sin(L.expand_batch(x, n) * w))))(x)
+    want = jax.grad(lambda x: jnp.sum(jnp.sin(x * w)))(x)
+    assert got.shape == x.shape
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
