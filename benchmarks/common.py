@@ -21,6 +21,14 @@ try:
 except ImportError:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
+from t2t import allocator
+
+# A benchmark script run as __main__ (not a test importing it) runs under tcmalloc, as the
+# entry points do; t2t and PyTorch share the process, so both sides get the same allocator.
+if pathlib.Path(getattr(sys.modules["__main__"], "__file__", None) or "/").resolve().parent \
+        == pathlib.Path(__file__).resolve().parent:
+    allocator.reexec_with_tcmalloc()
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
