@@ -367,9 +367,13 @@ def apply_rope(x, positions, max_wavelength: float = 10_000.0):
     inv = 1.0 / (max_wavelength ** (np.arange(0, d, 2, dtype=np.float32) / d))
     angles = positions[..., None].astype(jnp.float32) * inv  # [b, l, d/2]
     sin, cos = jnp.sin(angles)[:, :, None, :], jnp.cos(angles)[:, :, None, :]
-    x1, x2 = jnp.split(x.astype(jnp.float32), 2, axis=-1)
-    out = jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
-    return out.astype(x.dtype)
+    cos = jnp.concatenate([cos, cos], axis=-1)   # [b, l, 1, d]: small
+    sin = jnp.concatenate([-sin, sin], axis=-1)
+    dtype, x = x.dtype, x.astype(jnp.float32)
+    # rotate_half(x) = [-x2, x1]: the halves swapped (a reverse, which XLA fuses into the
+    # elementwise loop; concatenating the rotated halves took ~4% of a decoder-only CPU step).
+    swapped = jnp.flip(x.reshape(x.shape[:-1] + (2, d // 2)), axis=-2).reshape(x.shape)
+    return (x * cos + swapped * sin).astype(dtype)
 
 
 # ----------------------------------------------------------------------------- masks
