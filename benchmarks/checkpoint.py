@@ -1,26 +1,43 @@
 """How long the training loop stalls per asynchronous Orbax save, against the step time.
 
   python benchmarks/checkpoint.py [--model t5_v1_1_small] [--batch_size 2] [--rounds 3]
-      [--baseline_steps 2] [--overlap_steps 2] [--max_overlap_steps 8]
-      [--low_priority_writes auto|on|off] [--dir DIR] [--device cpu|gpu] [--out FILE]
+      [--baseline_steps 2] [--overlap_steps 2] [--max_overlap_steps 8] [--cpu_saves 3]
+      [--low_priority_writes auto|on|off] [--compress auto|on|off] [--dir DIR]
+      [--device cpu|gpu] [--out FILE]
 
 Runs t2t's jitted train step (Adafactor, state donated, as the loop runs it) and saves with
 t2t.train.checkpoint.Checkpointer (asynchronous; train state + a Grain iterator's state + the
-config, as the loop saves them). Each round: `--baseline_steps` steps with no save in flight, one
-step followed by `Checkpointer.save` (its blocking part is timed), then at least
-`--overlap_steps` steps and more while the write is still running (up to
+config, as the loop saves them). After compiling and one warm-up save: `--cpu_saves` standalone
+saves, each followed by a wait for its write, with no step running; then the rounds. Each round:
+`--baseline_steps` steps with no save in flight, one step followed by `Checkpointer.save`, then
+at least `--overlap_steps` steps and more while the write is still running (up to
 `--max_overlap_steps`), a wait for whatever is left of the write (not a stall: the loop saves
 every thousands of steps, far apart), and `--baseline_steps` more steps with no save in flight.
-A round's baseline is the median of its steps before and after the save (a shared machine's
-load drifts); its stall is the blocking call plus whatever all the overlapping steps took beyond
-that baseline; `stall_fraction` is the median over rounds of stall / baseline (the issue asks
-< 0.1); `step_seconds` the median of all baseline steps. `write_seconds` is the save's duration from the call to the
-end of the step (or wait) at which it was found finished (an upper bound, step resolution).
-`--low_priority_writes` sets the Checkpointer option (auto: its default). CPU: t5_v1_1_small in
-float32; GPU: t5_v1_1_base.
+
+A round's baseline `b` is the median of its steps before and after the save (a shared machine's
+load drifts). Per round, as fractions of `b`:
+  blocking: the time the loop is blocked per save, i.e. the save() call's duration; it includes
+    any wait for a previous write still in flight (none here: each round waits for its write,
+    as a loop saving thousands of steps apart never finds one in flight);
+  overlap: the slowdown of the steps that overlap the write, i.e. sum(overlapping steps) -
+    n_overlapping * b, floored at 0 (the write competes with the step for the CPU cores);
+  stall = blocking + overlap (the issue asks < 0.1).
+`blocking_fraction`, `overlap_fraction`, `stall_fraction` are the medians over rounds of each
+(so the first two need not add up to the third); `step_seconds` the median of all baseline
+steps. `save_cpu_seconds` is the median over the standalone saves of the process CPU time
+(user + system, all threads) from the save() call to the end of the wait for its write: what a
+save costs the cores wherever it runs; `save_cpu_user_seconds` its user part (the system part,
+mostly copying the arrays into the page cache, varies more from run to run on a shared VM).
+`checkpoint_bytes` is the size on disk of one step's folder (state, iterator state, config).
+`write_seconds` is the save's duration from the call to the end of the step (or wait) at which
+it was found finished (an upper bound, step resolution).
+`--low_priority_writes` and `--compress` set those Checkpointer options (auto: its default). CPU:
+t5_v1_1_small in float32; GPU: t5_v1_1_base.
 """
 from __future__ import annotations
 
+import os
+import resource
 import shutil
 import tempfile
 import time
@@ -40,10 +57,23 @@ def _timed(fn) -> float:
     return time.perf_counter() - start
 
 
+def _cpu_seconds() -> tuple[float, float]:
+    """(user, system) CPU seconds of this process so far, all threads."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime, usage.ru_stime
+
+
+def _folder_bytes(path: str) -> int:
+    return sum(os.path.getsize(os.path.join(root, f)) for root, _, files in os.walk(path)
+               for f in files)
+
+
 def measure(cfg, batch_size: int, device, directory: str, *, rounds: int, baseline_steps: int,
-            overlap_steps: int, max_overlap_steps: int, low_priority_writes: bool | None):
+            overlap_steps: int, max_overlap_steps: int, cpu_saves: int,
+            low_priority_writes: bool | None, compress: bool | None):
     """Per-round timings (seconds) of baseline steps, save calls, overlapping steps, the wait for
-    the write still running after them, and the write's duration (upper bound)."""
+    the write still running after them, and the write's duration (upper bound); the process CPU
+    seconds of standalone saves and the size of a checkpoint."""
     batch = common.synthetic_batch(cfg.architecture, batch_size, 512, 114, cfg.vocab_size)
     state, step, jbatch = common.make_t2t_step(cfg, batch, "adafactor", device)
     data_iter = iter(grain.MapDataset.range(10**6).batch(batch_size).to_iter_dataset())
@@ -54,16 +84,24 @@ def measure(cfg, batch_size: int, device, directory: str, *, rounds: int, baseli
         holder[0], metrics = step(holder[0], jbatch)
         jax.block_until_ready((holder[0], metrics))
 
+    options = {} if compress is None else {"compress": compress}
     checkpointer = Checkpointer(directory, keep=2, async_save=True,
-                                low_priority_writes=low_priority_writes)
+                                low_priority_writes=low_priority_writes, **options)
     config = {"model": cfg.to_dict(), "batch_size": batch_size}
     out = {"baseline": [], "save_call": [], "overlap": [], "wait": [], "write": [],
-           "low_priority_writes": checkpointer.low_priority_writes}
+           "save_cpu": [], "low_priority_writes": checkpointer.low_priority_writes,
+           "compress": checkpointer.compress}
     try:
         train(), train()  # compile; then one save to warm Orbax up (directories, threads)
         checkpointer.save(0, holder[0], data_iter, config)
         checkpointer.wait()
-        for r in range(1, rounds + 1):
+        for s in range(1, cpu_saves + 1):  # standalone: no step competes, so CPU time is the save's
+            user, system = _cpu_seconds()
+            checkpointer.save(s, holder[0], data_iter, config)
+            checkpointer.wait()
+            out["save_cpu"].append([a - b for a, b in zip(_cpu_seconds(), (user, system))])
+        out["checkpoint_bytes"] = _folder_bytes(os.path.join(checkpointer.directory, str(cpu_saves)))
+        for r in range(cpu_saves + 1, cpu_saves + rounds + 1):
             before = [_timed(train) for _ in range(baseline_steps)]
             train()
             start = time.perf_counter()
@@ -89,27 +127,44 @@ def summarise(name: str, cfg, params: int, t: dict, batch_size: int, device) -> 
     # machine's load drifting between rounds does not count as (or hide) a stall.
     bases = [common.median(steps) for steps in t["baseline"]]
     base = common.median([x for steps in t["baseline"] for x in steps])
-    extra = [max(0.0, sum(steps) - b * len(steps)) for steps, b in zip(t["overlap"], bases)]
-    stalls = [call + more for call, more in zip(t["save_call"], extra)]
-    fractions = [stall / b for stall, b in zip(stalls, bases)]
+    blocking = t["save_call"]
+    overlap = [max(0.0, sum(steps) - b * len(steps)) for steps, b in zip(t["overlap"], bases)]
+    stalls = [call + more for call, more in zip(blocking, overlap)]
+
+    def fractions(xs):
+        return [x / b for x, b in zip(xs, bases)]
+
     return {"name": name, "params": params, "dtype": cfg.dtype, "batch_size": batch_size,
             "device": device.device_kind, "step_seconds": base,
-            "save_call_seconds": common.median(t["save_call"]),
-            "overlap_extra_seconds": common.median(extra),
-            "stall_seconds": common.median(stalls), "stall_fraction": common.median(fractions),
+            "save_call_seconds": common.median(blocking),
+            "overlap_extra_seconds": common.median(overlap),
+            "stall_seconds": common.median(stalls),
+            "blocking_fraction": common.median(fractions(blocking)),
+            "overlap_fraction": common.median(fractions(overlap)),
+            "stall_fraction": common.median(fractions(stalls)),
+            "save_cpu_seconds": (common.median([sum(c) for c in t["save_cpu"]])
+                                 if t["save_cpu"] else None),
+            "save_cpu_user_seconds": (common.median([c[0] for c in t["save_cpu"]])
+                                      if t["save_cpu"] else None),
+            "checkpoint_bytes": t.get("checkpoint_bytes"),
             "wait_after_overlap_seconds": common.median(t["wait"]),
             "write_seconds": common.median(t["write"]),
-            "low_priority_writes": t["low_priority_writes"],
+            "low_priority_writes": t["low_priority_writes"], "compress": t["compress"],
             "baseline_steps": t["baseline"],
             "save_calls": t["save_call"], "overlap_steps": t["overlap"], "writes": t["write"],
-            "stalls": stalls, "stall_fractions": fractions}
+            "save_cpu_user_system_seconds": t["save_cpu"], "stalls": stalls,
+            "blocking_fractions": fractions(blocking), "overlap_fractions": fractions(overlap),
+            "stall_fractions": fractions(stalls)}
 
 
 COLUMNS = [("name", "model", ""), ("step_seconds", "step s", ".3f"),
            ("save_call_seconds", "save() s", ".3f"), ("overlap_extra_seconds", "overlap +s", ".3f"),
-           ("stall_fraction", "stall/step", ".3f"),
+           ("blocking_fraction", "block/step", ".3f"), ("overlap_fraction", "overlap/step", ".3f"),
+           ("stall_fraction", "stall/step", ".3f"), ("save_cpu_seconds", "save CPU s", ".2f"),
+           ("save_cpu_user_seconds", "of it user s", ".2f"),
+           ("checkpoint_mb", "ckpt MB", ".1f"),
            ("write_seconds", "write s", ".2f"), ("wait_after_overlap_seconds", "write left s", ".2f"),
-           ("low_priority_writes", "low prio", "")]
+           ("low_priority_writes", "low prio", ""), ("compress", "compress", "")]
 
 
 def main(argv=None) -> list[dict]:
@@ -121,8 +176,12 @@ def main(argv=None) -> list[dict]:
     p.add_argument("--overlap_steps", type=int, default=2, help="at least, per round")
     p.add_argument("--max_overlap_steps", type=int, default=8,
                    help="at most, per round, while the write is still running")
+    p.add_argument("--cpu_saves", type=int, default=3,
+                   help="standalone saves (no steps running) whose CPU time is measured")
     p.add_argument("--low_priority_writes", choices=["auto", "on", "off"], default="auto",
                    help="the Checkpointer option (auto: its default for this host)")
+    p.add_argument("--compress", choices=["auto", "on", "off"], default="auto",
+                   help="the Checkpointer option (auto: its default)")
     p.add_argument("--dir", default=None, help="checkpoint folder (default: a temporary one)")
     args = p.parse_args(argv)
     device = common.select_device(args.device, args.fast_compile)
@@ -131,19 +190,24 @@ def main(argv=None) -> list[dict]:
     cfg = variants.get_model_config(name, dtype="bfloat16" if gpu else "float32")
     batch_size = args.batch_size or (32 if gpu else 2)
     directory = args.dir or tempfile.mkdtemp(prefix="t2t_ckpt_bench_")
+    choice = {"auto": None, "on": True, "off": False}
     try:
-        low = {"auto": None, "on": True, "off": False}[args.low_priority_writes]
         times, params = measure(cfg, batch_size, device, directory, rounds=args.rounds,
                                 baseline_steps=args.baseline_steps,
                                 overlap_steps=args.overlap_steps,
                                 max_overlap_steps=args.max_overlap_steps,
-                                low_priority_writes=low)
+                                cpu_saves=args.cpu_saves,
+                                low_priority_writes=choice[args.low_priority_writes],
+                                compress=choice[args.compress])
     finally:
         if args.dir is None:
             shutil.rmtree(directory, ignore_errors=True)
     records = [summarise(name, cfg, params, times, batch_size, device)]
-    print("stall = save() call + overlapping steps' time beyond the baseline step")
-    common.print_table(records, COLUMNS)
+    rows = [dict(r, checkpoint_mb=r["checkpoint_bytes"] / 1e6 if r["checkpoint_bytes"] else None)
+            for r in records]
+    print("stall = blocking (the save() call) + overlap (overlapping steps' time beyond the "
+          "baseline step); save CPU = process CPU seconds of a standalone save + wait")
+    common.print_table(rows, COLUMNS)
     common.write_records(args.out, records)
     return records
 

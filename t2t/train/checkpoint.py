@@ -8,7 +8,8 @@ shardings, so a checkpoint restores onto any mesh.
 On a CPU-only host the write shares the cores with XLA's step, so by default
 (`low_priority_writes`) the save runs at the lowest CPU priority: a step that
 overlaps the write loses little time to it, and the write finishes in the gaps
-XLA leaves. See `Checkpointer` for how.
+XLA leaves; and the arrays are written uncompressed (`compress`), which cuts
+the CPU time a save costs by about a third. See `Checkpointer` for how.
 """
 from __future__ import annotations
 
@@ -179,6 +180,13 @@ class _LowPriorityWorker:
 
 
 # ----------------------------------------------------------------------------- checkpointer
+def _state_handler(compress: bool) -> ocp.PyTreeCheckpointHandler:
+    """What StandardCheckpointHandler builds (it wraps this handler, same format on disk), with
+    the compression choice it does not expose."""
+    return ocp.PyTreeCheckpointHandler(save_concurrent_gb=96, restore_concurrent_gb=96,
+                                       use_compression=compress)
+
+
 class Checkpointer:
     """Keep-N and keep-every-K checkpoints of (state, data iterator, config) in `directory`.
 
@@ -200,15 +208,26 @@ class Checkpointer:
     TensorStore's thread pool is process-wide: if a normal-priority save ran earlier in the same
     process, its pool threads are lowered at each save, but pool threads they start during a
     write run at their (normal) priority until the next save lowers them.
+
+    `compress` (default off) writes the arrays with zstd, Orbax's default. Off, because float32
+    weights and optimizer moments barely compress: the t5_v1_1_small float32 train state (763
+    arrays, 385 MB) takes 355 MB compressed (-8%), while zstd costs ~0.45 CPU-seconds per save
+    (user CPU of save + wait 1.26 -> 0.80 s, process total ~1.9 -> ~1.5 s, medians of 6
+    alternated runs on a 2-core CPU host), time that steps overlapping the write lose. Either way
+    the format is Orbax's PyTree checkpoint (zarr arrays in OCDBT; StandardCheckpointHandler,
+    used before, wraps the same handler): each array records its own codec, so compressed and
+    uncompressed checkpoints restore alike.
     """
 
     def __init__(self, directory: str | os.PathLike, *, keep: int = 3, keep_every: int | None = None,
-                 async_save: bool = True, low_priority_writes: bool | None = None):
+                 async_save: bool = True, low_priority_writes: bool | None = None,
+                 compress: bool = False):
         self.directory = os.path.abspath(os.fspath(directory))
         if low_priority_writes is None:
             low_priority_writes = jax.default_backend() == "cpu" and priorities_supported()
         self.low_priority_writes = bool(low_priority_writes) and priorities_supported()
         self._async = async_save
+        self.compress = compress
         self._worker = (_LowPriorityWorker("t2t_checkpoint_save")
                         if async_save and self.low_priority_writes else None)
         options = ocp.CheckpointManagerOptions(
@@ -216,7 +235,7 @@ class Checkpointer:
             enable_async_checkpointing=async_save, create=True)
         self._manager = ocp.CheckpointManager(
             self.directory, options=options,
-            item_handlers={"state": ocp.StandardCheckpointHandler(),
+            item_handlers={"state": _state_handler(compress),
                            "data": grain.checkpoint.CheckpointHandler(),
                            "config": ocp.JsonCheckpointHandler()})
 
@@ -232,7 +251,7 @@ class Checkpointer:
         """Starts saving `state` (and the iterator's state, the config) as `step`; returns early
         when asynchronous. Waits first for the previous save to be handed to Orbax."""
         self._join_submit()
-        items = {"state": ocp.args.StandardSave(state)}
+        items = {"state": ocp.args.PyTreeSave(state)}
         if data_iterator is not None:
             items["data"] = grain.checkpoint.CheckpointSave(_IteratorSnapshot(data_iterator))
         if config is not None:
@@ -259,7 +278,8 @@ class Checkpointer:
     def restore(self, step: int, abstract_state, data_iterator=None) -> Any:
         """The state at `step`, laid out as `abstract_state`'s shardings; restores the iterator too."""
         self._join_submit()
-        items = {"state": ocp.args.StandardRestore(abstract_state)}
+        items = {"state": ocp.args.PyTreeRestore(
+            abstract_state, restore_args=ocp.checkpoint_utils.construct_restore_args(abstract_state))}
         if data_iterator is not None:
             items["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
         restored = self._manager.restore(step, args=ocp.args.Composite(**items))
