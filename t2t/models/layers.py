@@ -403,12 +403,18 @@ def mask_to_bias(mask):
 
 
 # ----------------------------------------------------------------------------- attention
+# Query block of causal self-attention (MultiHeadAttention(causal=True)): longer sequences skip
+# the key blocks after each query block.
+CAUSAL_BLOCK = 128
+
+
 class MultiHeadAttention(nn.Module):
     """Dot-product attention, T5 style: no 1/sqrt(d) scaling (folded into the query init).
 
     num_kv_heads < num_heads gives grouped-query (1 = multi-query) attention. With `decode=True`
     new keys/values are written into a 'cache' collection at per-example `decode_index` and the
-    queries attend over the whole cache of length `decode_length`.
+    queries attend over the whole cache of length `decode_length`. `causal=True` promises a
+    self-attention mask (in `bias`) that allows no key after its query, and skips those keys.
     """
     num_heads: int
     num_kv_heads: int
@@ -425,7 +431,7 @@ class MultiHeadAttention(nn.Module):
 
     @nn.compact
     def __call__(self, x_q, x_kv, bias, *, q_positions=None, k_positions=None, decode=False,
-                 decode_index=None, decode_length=0, deterministic=True):
+                 decode_index=None, decode_length=0, deterministic=True, causal=False):
         if self.num_heads % self.num_kv_heads:
             raise ValueError(f"num_heads={self.num_heads} must be a multiple of "
                              f"num_kv_heads={self.num_kv_heads}")
@@ -440,7 +446,10 @@ class MultiHeadAttention(nn.Module):
         q = constrain(q, ("batch", "length", "heads", "kv"))
         if decode:
             k, v = self._update_cache(k, v, decode_index, decode_length)
-        out = self._attend(q, k, v, bias, deterministic)
+        if causal and not decode and q.shape[1] == k.shape[1] > CAUSAL_BLOCK:
+            out = self._attend_causal_blocks(q, k, v, bias, deterministic)
+        else:
+            out = self._attend(q, k, v, bias, deterministic)
         return DenseGeneral((x_q.shape[-1],), ("heads", "kv", "embed"), num_in=2, kernel_init=base,
                             dtype=self.dtype, param_dtype=self.param_dtype, name="out")(out)
 
@@ -454,6 +463,19 @@ class MultiHeadAttention(nn.Module):
         ck.value = ck.value.at[rows, cols].set(k, mode="drop")
         cv.value = cv.value.at[rows, cols].set(v, mode="drop")
         return ck.value, cv.value
+
+    def _attend_causal_blocks(self, q, k, v, bias, deterministic):
+        """`_attend` for a self-attention mask that allows no key after its query (`causal=True`):
+        queries in blocks of CAUSAL_BLOCK, each over the keys up to its last query only. The
+        skipped keys are masked for every query of the block (their weights are exactly 0), so
+        the outputs are those of `_attend`, for ~half the attention FLOPs at long lengths."""
+        outs = []
+        for start in range(0, q.shape[1], CAUSAL_BLOCK):
+            end = min(start + CAUSAL_BLOCK, q.shape[1])
+            block_bias = None if bias is None else bias[:, :, start:end, :end]
+            outs.append(self._attend(q[:, start:end], k[:, :end], v[:, :end], block_bias,
+                                     deterministic))
+        return jnp.concatenate(outs, axis=1)
 
     def _attend(self, q, k, v, bias, deterministic):
         b, lq, h, d = q.shape

@@ -40,14 +40,15 @@ class Layer(nn.Module):
 
     @nn.compact
     def __call__(self, x, self_bias, positions, *, encoded=None, cross_bias=None, decode=False,
-                 decode_index=None, decode_length=0, deterministic=True):
+                 decode_index=None, decode_length=0, deterministic=True, causal=False):
         c = self.cfg
         drop = lambda y: nn.Dropout(c.dropout_rate, broadcast_dims=(-2,))(  # noqa: E731
             y, deterministic=deterministic)
         h = L.make_norm(c, "pre_self_attention_norm")(x)
         h = self._attention("self_attention", c.position == "rope")(
             h, h, self_bias, q_positions=positions, k_positions=positions, decode=decode,
-            decode_index=decode_index, decode_length=decode_length, deterministic=deterministic)
+            decode_index=decode_index, decode_length=decode_length, deterministic=deterministic,
+            causal=causal)
         x = x + drop(h)
         if encoded is not None:
             h = L.make_norm(c, "pre_cross_attention_norm")(x)
@@ -101,9 +102,11 @@ class Stack(nn.Module):
     @nn.compact
     def __call__(self, x, self_mask, *, positions, q_pos, k_pos, causal, encoded=None,
                  cross_mask=None, decode=False, decode_index=None, decode_length=0,
-                 deterministic=True):
+                 deterministic=True, within_causal=False):
         """x: embedded tokens [b, l, d]; positions [b, l] per-token (packed) positions for
-        absolute/sinusoidal/rope; q_pos/k_pos [b|1, q|k] sequence indices for relative/alibi."""
+        absolute/sinusoidal/rope; q_pos/k_pos [b|1, q|k] sequence indices for relative/alibi.
+        `causal`: unidirectional relative positions; `within_causal`: self_mask allows no key
+        after its query (not a prefix LM's), so attention may skip those keys."""
         c = self.cfg
         if c.position == "absolute":
             init = nn.with_logical_partitioning(nn.initializers.normal(0.02), (None, "embed"))
@@ -124,7 +127,8 @@ class Stack(nn.Module):
         elif c.position == "alibi":
             bias = bias + L.alibi_bias(c.num_heads, q_pos, k_pos)
         cross_bias = None if cross_mask is None else L.mask_to_bias(cross_mask)
-        fn = _layer_fn(c, decode=decode, decode_length=decode_length, deterministic=deterministic)
+        fn = _layer_fn(c, decode=decode, decode_length=decode_length, deterministic=deterministic,
+                       causal=within_causal)
         args = (bias, positions, encoded, cross_bias, decode_index)
         if c.scan_layers:
             x, _ = _scanned(fn, self.num_layers)(Layer(c, name="layers"), x, *args)
@@ -233,7 +237,7 @@ class EncoderDecoder(_Base):
         y = self.decoder(y, mask, positions=positions, q_pos=q_pos, k_pos=k_pos, causal=True,
                          encoded=encoded, cross_mask=cross, decode=decode,
                          decode_index=decode_index, decode_length=decode_length,
-                         deterministic=deterministic)
+                         deterministic=deterministic, within_causal=True)
         return self._logits(y)
 
     def __call__(self, encoder_input_tokens, decoder_input_tokens, decoder_target_tokens,
@@ -270,7 +274,8 @@ class DecoderOnly(_Base):
             positions = _arange(b, n) if decoder_positions is None else decoder_positions
         y = self.decoder(y, mask, positions=positions, q_pos=q_pos, k_pos=k_pos, causal=True,
                          decode=decode, decode_index=decode_index, decode_length=decode_length,
-                         deterministic=deterministic)
+                         deterministic=deterministic,
+                         within_causal=not (prefix and decoder_causal_attention is not None))
         return self._logits(y)
 
 
