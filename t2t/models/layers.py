@@ -64,9 +64,7 @@ class DenseGeneral(nn.Module):
         init = nn.with_logical_partitioning(
             lambda key, s, d: self.kernel_init(key, flat, d).reshape(s), self.kernel_axes)
         kernel = self.param("kernel", init, shape, _dtype(self.param_dtype))
-        x = jnp.asarray(x, _dtype(self.dtype))
-        kernel = jnp.asarray(kernel, _dtype(self.dtype))
-        return dense(x, kernel, self.num_in)
+        return dense(jnp.asarray(x, _dtype(self.dtype)), kernel, self.num_in)
 
 
 def _matmul(a, b, dims):
@@ -87,31 +85,34 @@ def _contract(x, kernel, num_in: int):
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def dense(x, kernel, num_in: int = 1):
-    """`_contract` whose kernel gradient is computed as [in, tokens] @ [tokens, out] with the
-    narrower of x and the output gradient g transposed.
+    """`_contract` of x and the kernel cast to x's dtype, with a hand-written backward pass.
 
-    The weight gradient contracts the token axis of both x and g, so one of them is transposed;
-    left to autodiff, XLA's CPU backend picks badly (often the larger g, or it writes the
-    gradient transposed and the optimizer transposes it back): the T5-small step took 12% more
-    CPU time (A/B in one process). Values are exactly those of `_contract`'s autodiff.
-    XLA may fold that transpose into the dot (pinning it with an optimization barrier measured
-    2% slower).
+    The weight gradient contracts the token axis of both x and the output gradient g, so one of
+    them is transposed: here the narrower one ([in, tokens] @ [tokens, out]). Left to autodiff,
+    XLA's CPU backend picks badly (often the larger g, or it writes the gradient transposed and
+    the optimizer transposes it back): the T5-small step took 12% more CPU time (A/B in one
+    process). XLA may still fold the transpose into the dot (pinning it with an optimization
+    barrier measured 2% slower). The kernel gradient is the float32 product as accumulated, in
+    the kernel's dtype: with bfloat16 compute and float32 params it is not rounded to bfloat16
+    and converted back, as autodiff through the cast would. Otherwise values are exactly
+    `_contract`'s autodiff.
     """
-    return _contract(x, kernel, num_in)
+    return _contract(x, kernel.astype(x.dtype), num_in)
 
 
 def _dense_fwd(x, kernel, num_in):
-    return _contract(x, kernel, num_in), (x, kernel)
+    compute = kernel.astype(x.dtype)
+    return _contract(x, compute, num_in), (x, compute, jnp.zeros((0,), kernel.dtype))  # dtype
 
 
 def _dense_bwd(num_in, residuals, g):
-    x, kernel = residuals
+    x, kernel, param = residuals
     n_in = math.prod(kernel.shape[:num_in])
     k2 = kernel.reshape(n_in, -1)
     x2, g2 = x.reshape(-1, n_in), g.reshape(-1, k2.shape[1])
     dx = _matmul(g2, k2, (((1,), (1,)), ((), ())))
     dk = _tn_matmul(x2, g2) if x2.shape[1] <= g2.shape[1] else _swap(_tn_matmul(g2, x2))
-    return dx.reshape(x.shape).astype(x.dtype), dk.reshape(kernel.shape).astype(kernel.dtype)
+    return dx.reshape(x.shape).astype(x.dtype), dk.reshape(kernel.shape).astype(param.dtype)
 
 
 dense.defvjp(_dense_fwd, _dense_bwd)
@@ -147,8 +148,13 @@ def _swap(t):
 
 def _tn_matmul(a, b):
     """a^T b over the second-to-last axis, [..., n, i] x [..., n, j] -> float32 [..., i, j].
-    Call it with the narrower operand as `a`: that is the one transposed."""
-    return jnp.matmul(_swap(a), b, preferred_element_type=jnp.float32)
+    Call it with the narrower operand as `a`: that is the one transposed. In bfloat16 on CPU
+    the transpose is kept apart from the dot (an optimization barrier): folded in, XLA runs the
+    dot on its slow generic bf16 path (T5-small bf16 step 2% slower)."""
+    a_t = _swap(a)
+    if a_t.dtype == jnp.bfloat16 and jax.default_backend() == "cpu":
+        a_t = jax.lax.optimization_barrier(a_t)
+    return jnp.matmul(a_t, b, preferred_element_type=jnp.float32)
 
 
 @jax.custom_vjp

@@ -37,6 +37,25 @@ def test_dense_gradient_dtypes_follow_inputs():
     np.testing.assert_array_equal(np.asarray(dk, np.float32), np.full((4, 5), 6.0))
 
 
+def test_dense_bf16_compute_float32_kernel_gradient_unrounded():
+    """bfloat16 activations, float32 params: the output is the bf16 contraction; the kernel
+    gradient is the float32 accumulation of the bf16 products, not rounded to bfloat16."""
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.standard_normal((2, 64, 48)), jnp.bfloat16)
+    k = jnp.asarray(rng.standard_normal((48, 40)), jnp.float32)
+    w = jnp.asarray(rng.standard_normal((2, 64, 40)), jnp.float32)
+    out = L.dense(x, k)
+    assert out.dtype == jnp.bfloat16
+    np.testing.assert_array_equal(out, L._contract(x, k.astype(jnp.bfloat16), 1))
+    dk = jax.grad(lambda k: jnp.sum(L.dense(x, k).astype(jnp.float32) * w))(k)
+    assert dk.dtype == jnp.float32
+    g = np.asarray(w.astype(jnp.bfloat16), np.float64).reshape(-1, 40)  # g reaches dense in bf16
+    want = np.asarray(x, np.float64).reshape(-1, 48).T @ g
+    np.testing.assert_allclose(dk, want, rtol=1e-5, atol=1e-4)
+    rounded = np.asarray(jnp.asarray(want, jnp.bfloat16), np.float64)
+    assert np.max(np.abs(np.asarray(dk) - want)) < np.max(np.abs(rounded - want)) / 10
+
+
 @pytest.mark.parametrize("dtype,tol", [(jnp.float32, 1e-5), (jnp.bfloat16, 5e-2)])
 def test_attention_matmul_gradients_equal_autodiff(dtype, tol):
     rng = np.random.default_rng(1)
