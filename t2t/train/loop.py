@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import gc
 import math
 import os
 import pathlib
@@ -288,6 +289,11 @@ def run_loop(run: _Run, state, start: int) -> dict[str, Any]:
     bar = metrics_lib.progress_bar(cfg.train.num_steps, start)
     dropout_key = jax.random.key(cfg.seed + 1)
     history, last, step, t_log = [], {}, start, time.perf_counter()
+    # The ~200k long-lived objects of the setup (modules, configs, JAX's caches) out of the
+    # garbage collector's scans: each full collection rescanned them (~0.1-0.2 CPU-s per
+    # checkpoint save, whose Orbax code allocates many Python objects).
+    gc.collect()
+    gc.freeze()
     try:
         while step < cfg.train.num_steps:
             batch = _global_batch(next(run.train_iter), run.batch_sharding)
@@ -316,6 +322,7 @@ def run_loop(run: _Run, state, start: int) -> dict[str, Any]:
                 _log(run.primary, f"SIGTERM: saved a checkpoint at step {step}; exiting")
                 break
     finally:
+        gc.unfreeze()
         preemption.restore()
         bar.close()
         run.checkpointer.close()
