@@ -68,10 +68,15 @@ def test_decode(tmp_path):
 
 def test_checkpoint(tmp_path):
     (r,) = _run("checkpoint", tmp_path, "--model", "tiny", "--rounds", "1", "--overlap_steps",
-                "1", "--dir", str(tmp_path / "ckpt"), "--fast_compile")
+                "1", "--cpu_saves", "1", "--dir", str(tmp_path / "ckpt"), "--fast_compile")
     assert r["stall_fraction"] == pytest.approx(r["stall_seconds"] / r["step_seconds"])
+    assert r["stall_fraction"] == pytest.approx(r["blocking_fraction"] + r["overlap_fraction"])
+    assert r["blocking_fraction"] == pytest.approx(r["save_call_seconds"] / r["step_seconds"])
     assert r["stall_seconds"] >= r["save_call_seconds"] > 0
-    assert (tmp_path / "ckpt" / "1").is_dir()  # the timed save landed
+    assert r["save_cpu_seconds"] >= r["save_cpu_user_seconds"] > 0
+    assert r["checkpoint_bytes"] > 0 and r["compress"] is False
+    # step 0 warms up, step 1 is the standalone save, step 2 the timed one (keep=2)
+    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir() if p.is_dir()) == ["1", "2"]
 
 
 def test_data_throughput_feeds_the_step(tmp_path, monkeypatch):
