@@ -1,14 +1,21 @@
 """Adafactor as T5 runs it, with each parameter's update computed in one fused expression.
 
-`adafactor(...)` equals `optax.adafactor(..., momentum=None)` (same arithmetic, same state
-tree, so checkpoints are interchangeable) but is written for XLA: per parameter it reads the
-gradient for the second-moment statistics, once more for the update's RMS (clipping) and once
-to write the new parameter, and the parameter twice (its RMS, the update). Optax's chain of
-transformations instead materialises the update between its stages and computes the parameter
-RMS twice through a masked copy (`safe_root_mean_squares`). Means over a non-minor axis are
-written as a matrix-vector product with ones: XLA's CPU reductions over a leading axis of a
-wide array ran 10x slower than the product (the [d_model, vocab] output layer's column
-statistics took 64 ms; the product takes 6 ms).
+`adafactor(...)` is `optax.adafactor(..., momentum=None)` (same arithmetic, same state tree) with
+one difference, T5's: a parameter with 3 or more axes (the attention kernels, [d_model, heads,
+head_dim] and [heads, head_dim, d_model]) is factored as the 2-D matrix T5 stores, its largest
+axis against all the others ([d_model, heads * head_dim]: Mesh TensorFlow's combined attention
+dims; T5X's logical factor rules, embed = ROW and heads, kv = COLUMN, give the same), where
+optax factors only its two largest axes (and, with head_dim < 128, not at all). Its state is
+then v_row [d_model] and v_col [heads, head_dim] instead of a full-size v. Tensors of 1 or 2
+axes follow optax exactly (tests/train/test_adafactor.py checks both against optax).
+
+It is written for XLA: per parameter it reads the gradient for the second-moment statistics,
+once more for the update's RMS (clipping) and once to write the new parameter, and the
+parameter twice (its RMS, the update). Optax's chain of transformations instead materialises
+the update between its stages and computes the parameter RMS twice through a masked copy
+(`safe_root_mean_squares`). Means over a leading axis of a wide array are written as a
+matrix-vector product with ones: XLA's CPU reduction there ran 10x slower than the product
+(the [d_model, vocab] output layer's column statistics took 64 ms; the product takes 6 ms).
 """
 from __future__ import annotations
 
@@ -19,29 +26,43 @@ import optax
 
 
 def factored_dims(shape, min_dim_size_to_factor: int = 128):
-    """(second-largest, largest) axis of `shape`, or None when the tensor is not factored
-    (fewer than 2 axes, or its second-largest axis is shorter than `min_dim_size_to_factor`);
-    optax's rule, ties broken the same way (a stable argsort)."""
+    """(row axes, column axes) of the factored second moment, or None when `shape` is not
+    factored. 2 axes: optax's rule, ((second-largest,), (largest,)) unless the second-largest
+    is shorter than `min_dim_size_to_factor` (ties broken as optax does, a stable argsort).
+    3+ axes: T5's 2-D view, ((largest,), (all the other axes)), unless either side of that
+    matrix is shorter than `min_dim_size_to_factor`. The second moment is estimated as
+    outer(row means, column means) / their mean: mean over the column axes gives v_row (shaped
+    as the row axes), mean over the row axes v_col."""
     if len(shape) < 2:
         return None
     order = np.argsort(shape)
-    if shape[order[-2]] < min_dim_size_to_factor:
+    if len(shape) == 2:
+        if shape[order[-2]] < min_dim_size_to_factor:
+            return None
+        return (int(order[-2]),), (int(order[-1]),)
+    rows = (int(order[-1]),)
+    cols = tuple(a for a in range(len(shape)) if a not in rows)
+    if min(shape[rows[0]], int(np.prod([shape[a] for a in cols]))) < min_dim_size_to_factor:
         return None
-    return int(order[-2]), int(order[-1])
+    return rows, cols
 
 
-def _mean(x, axis: int):
-    """Mean over `axis`. Over a leading axis of a wide array (>= 16384 elements behind it, as
+def _mean(x, axes: tuple[int, ...]):
+    """Mean over `axes`. Over one leading axis of a wide array (>= 16384 elements behind it, as
     the [d_model, vocab] output layer's column statistics) as a product with ones: XLA's CPU
     reduction there ran 10x slower than the product (64 vs 6 ms); elsewhere it is as fast."""
-    n = x.shape[axis]
-    if axis == x.ndim - 1 or int(np.prod(x.shape[axis + 1:])) < _WIDE:
-        return jnp.mean(x, axis=axis)
-    return jnp.matmul(jnp.moveaxis(x, axis, -1), jnp.full((n,), 1.0 / n, x.dtype),
+    if len(axes) > 1 or axes[0] == x.ndim - 1 or int(np.prod(x.shape[axes[0] + 1:])) < _WIDE:
+        return jnp.mean(x, axis=axes)
+    n = x.shape[axes[0]]
+    return jnp.matmul(jnp.moveaxis(x, axes[0], -1), jnp.full((n,), 1.0 / n, x.dtype),
                       precision=jax.lax.Precision.HIGHEST)
 
 
 _WIDE = 16384
+
+
+def _removed(shape, axes):
+    return tuple(n for a, n in enumerate(shape) if a not in axes)
 
 
 def _decay_rate(count, exponent: float):
@@ -78,12 +99,11 @@ def adafactor(learning_rate, *, decay_rate: float = 0.8, clipping_threshold: flo
             dims = factored_dims(p.shape, min_dim_size_to_factor)
             grad_sqr = g * g + eps
             if dims is not None:
-                d1, d0 = dims
-                v_row = (decay * v_row + (1.0 - decay) * _mean(grad_sqr, d0)).astype(p.dtype)
-                v_col = (decay * v_col + (1.0 - decay) * _mean(grad_sqr, d1)).astype(p.dtype)
-                reduced_d1 = d1 - 1 if d1 > d0 else d1
-                row_factor = jax.lax.rsqrt(v_row / jnp.mean(v_row, axis=reduced_d1, keepdims=True))
-                u = g * jnp.expand_dims(row_factor, d0) * jnp.expand_dims(jax.lax.rsqrt(v_col), d1)
+                rows, cols = dims
+                v_row = (decay * v_row + (1.0 - decay) * _mean(grad_sqr, cols)).astype(p.dtype)
+                v_col = (decay * v_col + (1.0 - decay) * _mean(grad_sqr, rows)).astype(p.dtype)
+                row_factor = jax.lax.rsqrt(v_row / jnp.mean(v_row))
+                u = g * jnp.expand_dims(row_factor, cols) * jnp.expand_dims(jax.lax.rsqrt(v_col), rows)
             else:
                 v = (decay * v + (1.0 - decay) * grad_sqr).astype(p.dtype)
                 u = g * jax.lax.rsqrt(v)
@@ -107,4 +127,23 @@ def adafactor(learning_rate, *, decay_rate: float = 0.8, clipping_threshold: flo
                      if isinstance(s, optax.ScaleByScheduleState) else s for s in state[1:])
         return updates, (new_stats,) + rest
 
-    return optax.GradientTransformation(reference.init, update)
+    def init(params):
+        state = reference.init(params)
+        stats = state[0]
+
+        def t5_view(p, v_row, v_col, v):  # 3+ axes: T5's 2-D factoring instead of optax's
+            if p.ndim <= 2:
+                return v_row, v_col, v
+            dims = factored_dims(p.shape, min_dim_size_to_factor)
+            none = jnp.zeros((1,), p.dtype)
+            if dims is None:
+                return none, none, jnp.zeros_like(p)
+            rows, cols = dims
+            return (jnp.zeros(_removed(p.shape, cols), p.dtype),
+                    jnp.zeros(_removed(p.shape, rows), p.dtype), none)
+        out = jax.tree.map(t5_view, params, stats.v_row, stats.v_col, stats.v)
+        treedef = jax.tree.structure(params)
+        v_row, v_col, v = (treedef.unflatten(x) for x in zip(*treedef.flatten_up_to(out)))
+        return (stats._replace(v_row=v_row, v_col=v_col, v=v),) + tuple(state[1:])
+
+    return optax.GradientTransformation(init, update)

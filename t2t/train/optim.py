@@ -111,8 +111,9 @@ def make_optimizer(cfg: ml_collections.ConfigDict, stacked=None) -> optax.Gradie
     lr = schedule(cfg)
     if cfg.name == "adafactor":
         # T5's settings: factored second moments, no momentum, update clipping at 1.0,
-        # decay rate 0.8, updates scaled by the parameter RMS (optax.adafactor's arithmetic
-        # and state, fused per parameter: t2t.train.adafactor).
+        # decay rate 0.8, updates scaled by the parameter RMS; attention kernels factored as
+        # T5's 2-D [d_model, heads * head_dim] (t2t.train.adafactor: optax.adafactor's
+        # arithmetic, fused per parameter).
         tx = adafactor.adafactor(lr, decay_rate=0.8, clipping_threshold=1.0,
                                  multiply_by_parameter_scale=True, min_dim_size_to_factor=128,
                                  eps=1e-30, weight_decay_rate=float(cfg.get("weight_decay", 0.0)) or None)
