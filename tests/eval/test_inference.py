@@ -128,8 +128,6 @@ def test_rank_classification_picks_the_best_model_score(setup, rte):
 
 def test_rows_sharded_over_devices_give_the_same_scores(setup):
     model, params, runner, examples = setup
-    if model.architecture != "encoder_decoder":
-        pytest.skip("one architecture is enough for the sharding check")
     mesh = partitioning.make_mesh({"data": 2})
     sharded = inference.Inference(model, runner.vocab, sequence_length=LENGTHS, batch_size=3,
                                   sharding=partitioning.batch_sharding(mesh))
