@@ -73,6 +73,21 @@ def mfu(flops_per_step: float, seconds_per_step: float, num_devices: int | None 
     return flops_per_step / seconds_per_step / (peak_flops_per_device() * num_devices)
 
 
+def _summary_writer(logdir: pathlib.Path):
+    """tensorboardX's SummaryWriter, imported without PyTorch when the process has not loaded it:
+    tensorboardX imports torch if installed only to accept torch tensors (we log floats), which
+    cost every training process ~1 s and ~300 MB at start."""
+    blocked = "torch" not in sys.modules
+    if blocked:
+        sys.modules["torch"] = None  # makes `import torch` raise ImportError
+    try:
+        from tensorboardX import SummaryWriter
+    finally:
+        if blocked:
+            del sys.modules["torch"]
+    return SummaryWriter(str(logdir))
+
+
 class MetricsWriter:
     """Appends one JSON object per log step to metrics.jsonl and mirrors to TensorBoard.
 
@@ -85,8 +100,7 @@ class MetricsWriter:
         self._tb = None
         if primary:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            from tensorboardX import SummaryWriter
-            self._tb = SummaryWriter(str(pathlib.Path(workdir) / "tensorboard"))
+            self._tb = _summary_writer(pathlib.Path(workdir) / "tensorboard")
 
     def write(self, step: int, values: dict, split: str = "train") -> dict:
         record = {"step": int(step), "split": split,
