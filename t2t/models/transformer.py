@@ -68,16 +68,13 @@ REMAT_POLICIES = {"full": None, "dots": jax.checkpoint_policies.dots_with_no_bat
 def _layer_fn(cfg, **static):
     """fn(layer, x, bias, positions, encoded, cross_bias, decode_index) -> x: one Layer call with
     the Python-valued arguments bound (lifted transforms trace the rest), rematerialised as
-    cfg.remat_policy says. Inside a scan CSE cannot merge the recomputation, so prevent_cse=False
-    spares the barriers there."""
+    cfg.remat_policy says (variants.validate checked the name). Inside a scan CSE cannot merge
+    the recomputation, so prevent_cse=False spares the barriers there."""
     def call(layer, x, bias, positions, encoded, cross_bias, decode_index):
         return layer(x, bias, positions, encoded=encoded, cross_bias=cross_bias,
                      decode_index=decode_index, **static)
     if cfg.remat_policy == "none":
         return call
-    if cfg.remat_policy not in REMAT_POLICIES:
-        raise ValueError(f"model config remat_policy={cfg.remat_policy!r}: expected one of "
-                         f"{['none', *REMAT_POLICIES]}")
     return nn.remat(call, policy=REMAT_POLICIES[cfg.remat_policy],
                     prevent_cse=not cfg.scan_layers)
 

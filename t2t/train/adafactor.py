@@ -65,6 +65,12 @@ def _removed(shape, axes):
     return tuple(n for a, n in enumerate(shape) if a not in axes)
 
 
+def _unzip(like, tree):
+    """A tree (shaped as `like`) of n-tuples -> n trees shaped as `like`."""
+    treedef = jax.tree.structure(like)
+    return tuple(treedef.unflatten(x) for x in zip(*treedef.flatten_up_to(tree)))
+
+
 def _decay_rate(count, exponent: float):
     """T5's second-moment decay 1 - t^-0.8 at step t = count + 1 (optax's `_decay_rate_pow`)."""
     t = jnp.asarray(count + 1, jnp.float32)
@@ -118,9 +124,8 @@ def adafactor(learning_rate, *, decay_rate: float = 0.8, clipping_threshold: flo
                 new = new + weight_decay_rate * p
             return (-new).astype(p.dtype), v_row, v_col, v
 
-        out = jax.tree.map(leaf, grads, stats.v_row, stats.v_col, stats.v, params)
-        treedef = jax.tree.structure(grads)
-        updates, v_row, v_col, v = (treedef.unflatten(x) for x in zip(*treedef.flatten_up_to(out)))
+        updates, v_row, v_col, v = _unzip(
+            grads, jax.tree.map(leaf, grads, stats.v_row, stats.v_col, stats.v, params))
         new_stats = stats._replace(count=optax.safe_increment(count), v_row=v_row,
                                    v_col=v_col, v=v)
         rest = tuple(s._replace(count=optax.safe_increment(s.count))
@@ -141,9 +146,8 @@ def adafactor(learning_rate, *, decay_rate: float = 0.8, clipping_threshold: flo
             rows, cols = dims
             return (jnp.zeros(_removed(p.shape, cols), p.dtype),
                     jnp.zeros(_removed(p.shape, rows), p.dtype), none)
-        out = jax.tree.map(t5_view, params, stats.v_row, stats.v_col, stats.v)
-        treedef = jax.tree.structure(params)
-        v_row, v_col, v = (treedef.unflatten(x) for x in zip(*treedef.flatten_up_to(out)))
+        v_row, v_col, v = _unzip(params, jax.tree.map(t5_view, params, stats.v_row, stats.v_col,
+                                                      stats.v))
         return (stats._replace(v_row=v_row, v_col=v_col, v=v),) + tuple(state[1:])
 
     return optax.GradientTransformation(init, update)

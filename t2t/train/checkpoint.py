@@ -226,7 +226,6 @@ class Checkpointer:
         if low_priority_writes is None:
             low_priority_writes = jax.default_backend() == "cpu" and priorities_supported()
         self.low_priority_writes = bool(low_priority_writes) and priorities_supported()
-        self._async = async_save
         self.compress = compress
         self._worker = (_LowPriorityWorker("t2t_checkpoint_save")
                         if async_save and self.low_priority_writes else None)
