@@ -11,7 +11,8 @@ steps each (compilation), then alternate one t2t step and one HF step `--steps` 
 times are medians; speedup = HF seconds / t2t seconds (speedup_best: the fastest step of each,
 less sensitive to other jobs on a shared machine); t2t_first_step_seconds is the first warm-up
 step (compilation included); MFU is t2t's model FLOPs per second over
-the device's peak (CPU: a float32 matmul measured in this run; GPU: the datasheet bf16 peak).
+the device's peak (CPU: a matmul in the config's compute dtype measured in this run; GPU: the
+datasheet bf16 peak).
 
 Configs (CPU, float32 unless named _bf16): t5_v1_1_small (T5ForConditionalGeneration) at
 512/114; t5_v1_1_small_bf16, the same in t2t's default mixed precision (bf16 compute, float32
