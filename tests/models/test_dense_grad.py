@@ -37,23 +37,37 @@ def test_dense_gradient_dtypes_follow_inputs():
     np.testing.assert_array_equal(np.asarray(dk, np.float32), np.full((4, 5), 6.0))
 
 
-def test_dense_bf16_compute_float32_kernel_gradient_unrounded():
+@pytest.mark.parametrize("x_shape,k_shape,num_in", [
+    ((2, 64, 48), (48, 40), 1),     # output narrower than x (float32 would transpose g)
+    ((2, 64, 24), (24, 40), 1),     # x narrower
+    ((2, 64, 3, 8), (3, 8, 40), 2),  # attention output projection
+    ((2, 64, 48), (48, 3, 8), 1),   # q/k/v projection
+])
+def test_dense_bf16_compute_float32_kernel_gradient_unrounded(x_shape, k_shape, num_in):
     """bfloat16 activations, float32 params: the output is the bf16 contraction; the kernel
-    gradient is the float32 accumulation of the bf16 products, not rounded to bfloat16."""
+    gradient is the float32 accumulation of the bf16 products, not rounded to bfloat16 (on CPU
+    through the batched bf16 product of `_tn_matmul`, jitted as in training)."""
     rng = np.random.default_rng(0)
-    x = jnp.asarray(rng.standard_normal((2, 64, 48)), jnp.bfloat16)
-    k = jnp.asarray(rng.standard_normal((48, 40)), jnp.float32)
-    w = jnp.asarray(rng.standard_normal((2, 64, 40)), jnp.float32)
-    out = L.dense(x, k)
+    x = jnp.asarray(rng.standard_normal(x_shape), jnp.bfloat16)
+    k = jnp.asarray(rng.standard_normal(k_shape), jnp.float32)
+    out_shape = x_shape[:-num_in] + k_shape[num_in:]
+    w = jnp.asarray(rng.standard_normal(out_shape), jnp.float32)
+    out = L.dense(x, k, num_in)
     assert out.dtype == jnp.bfloat16
-    np.testing.assert_array_equal(out, L._contract(x, k.astype(jnp.bfloat16), 1))
-    dk = jax.grad(lambda k: jnp.sum(L.dense(x, k).astype(jnp.float32) * w))(k)
-    assert dk.dtype == jnp.float32
-    g = np.asarray(w.astype(jnp.bfloat16), np.float64).reshape(-1, 40)  # g reaches dense in bf16
-    want = np.asarray(x, np.float64).reshape(-1, 48).T @ g
+    np.testing.assert_array_equal(out, L._contract(x, k.astype(jnp.bfloat16), num_in))
+    dx, dk = jax.jit(jax.grad(
+        lambda x, k: jnp.sum(L.dense(x, k, num_in).astype(jnp.float32) * w), (0, 1)))(x, k)
+    assert (dx.dtype, dk.dtype, dk.shape) == (jnp.bfloat16, jnp.float32, k_shape)
+    n_in = int(np.prod(k_shape[:num_in]))
+    g = np.asarray(w.astype(jnp.bfloat16), np.float64).reshape(-1, np.prod(k_shape[num_in:]))
+    x2 = np.asarray(x, np.float64).reshape(-1, n_in)
+    want = (x2.T @ g).reshape(k_shape)
     np.testing.assert_allclose(dk, want, rtol=1e-5, atol=1e-4)
     rounded = np.asarray(jnp.asarray(want, jnp.bfloat16), np.float64)
     assert np.max(np.abs(np.asarray(dk) - want)) < np.max(np.abs(rounded - want)) / 10
+    k_bf16 = np.asarray(k.astype(jnp.bfloat16), np.float64).reshape(n_in, -1)
+    np.testing.assert_allclose(np.asarray(dx, np.float64).reshape(-1, n_in), g @ k_bf16.T,
+                               rtol=2e-2, atol=2e-2)
 
 
 @pytest.mark.parametrize("dtype,tol", [(jnp.float32, 1e-5), (jnp.bfloat16, 5e-2)])
