@@ -157,21 +157,34 @@ def _bf16_on_cpu(x) -> bool:
 def _tn_matmul(a, b):
     """a^T b over the second-to-last axis, [..., n, i] x [..., n, j] -> float32 [..., i, j].
     Call it with the narrower operand as `a`: that is the one transposed (float32; see
-    `_dense_bwd` for bfloat16). In bfloat16 on CPU the transposed operand is materialised
-    behind an optimization barrier and the product is one batched dot over all leading axes
-    ([1, i, n] x [1, n, j] for matrices), its result behind another barrier: XLA's CPU backend
-    otherwise widens both operands to float32 (or, with the result's transpose folded in,
-    fails: "Unsupported element type for DotThunk: BF16 x BF16 = F32"). The batched form
-    runs on the bf16 units, 2x the float32 product ([1024, 512]^T [1024, 1024]: 328 vs 162
-    GFLOP/s); T5-small bf16 step -15% (A/B in one process). In float32 the same form measured
-    +4.5%: the folded float32 dots are the faster ones."""
-    a_t = _swap(a)
-    if not _bf16_on_cpu(a_t):
-        return jnp.matmul(a_t, b, preferred_element_type=jnp.float32)
-    lead = a_t.shape[:-2]
-    a3 = jax.lax.optimization_barrier(a_t).reshape((-1,) + a_t.shape[-2:])
-    b3 = b.reshape((-1,) + b.shape[-2:])
-    out = jax.lax.dot_general(a3, b3, (((2,), (1,)), ((0,), (0,))),
+    `_dense_bwd` for bfloat16)."""
+    return _batched_dot(a, b, -2, -2)
+
+
+def _batched_dot(a, b, a_axis: int, b_axis: int):
+    """a [..., m, n] . b [..., n', p] contracting a's `a_axis` with b's `b_axis` (-1 or -2 each),
+    batched over the leading axes -> float32 [..., a's free axis, b's free axis].
+
+    In bfloat16 on CPU the operands (a transposed first when it contracts its rows) are
+    materialised behind an optimization barrier, the product is one batched dot over the
+    flattened leading axes ([1, m, n] for matrices) and its result is kept behind another
+    barrier: XLA's CPU backend otherwise widens both operands to float32 when they arrive
+    through a transpose (the heads-major attention layout, weight gradients), or, with a
+    transposed result folded in, fails ("Unsupported element type for DotThunk: BF16 x BF16 =
+    F32"). So pinned, the product runs on the bf16 units at 2x the float32 rate ([1024, 512]^T
+    [1024, 1024]: 328 vs 162 GFLOP/s). T5-small bf16 step: weight gradients -15%, attention
+    -10% (A/B in one process). In float32 the same form measured +4.5% (the folded float32
+    dots are the faster ones), so float32 keeps XLA's own."""
+    if not _bf16_on_cpu(a):
+        batch = tuple(range(a.ndim - 2))
+        dims = (((a.ndim + a_axis,), (b.ndim + b_axis,)), (batch, batch))
+        return jax.lax.dot_general(a, b, dims, preferred_element_type=jnp.float32)
+    if a_axis == -2:
+        a, a_axis = _swap(a), -1
+    lead = a.shape[:-2]
+    a, b = jax.lax.optimization_barrier((a, b))
+    a3, b3 = a.reshape((-1,) + a.shape[-2:]), b.reshape((-1,) + b.shape[-2:])
+    out = jax.lax.dot_general(a3, b3, (((3 + a_axis,), (3 + b_axis,)), ((0,), (0,))),
                               preferred_element_type=jnp.float32)
     return jax.lax.optimization_barrier(out.reshape(lead + out.shape[-2:]))
 
@@ -182,7 +195,7 @@ def attention_scores(q, k):
 
     Like `dense`, the backward writes no transpose of a [q, k] matrix on CPU: dk is computed
     as (q^T g)^T, transposing the narrow [q, d] and [d, k] operands instead of g."""
-    return jnp.einsum("...qd,...kd->...qk", q, k, preferred_element_type=jnp.float32)
+    return _batched_dot(q, k, -1, -1)
 
 
 def _scores_fwd(q, k):
@@ -192,7 +205,7 @@ def _scores_fwd(q, k):
 def _scores_bwd(residuals, g):
     q, k = residuals
     g = g.astype(q.dtype)
-    dq = jnp.einsum("...qk,...kd->...qd", g, k, preferred_element_type=jnp.float32)
+    dq = _batched_dot(g, k, -1, -2)
     dk = _swap(_tn_matmul(q, g))
     return dq.astype(q.dtype), dk.astype(k.dtype)
 
@@ -203,8 +216,7 @@ attention_scores.defvjp(_scores_fwd, _scores_bwd)
 @jax.custom_vjp
 def attention_values(w, v):
     """Attention weights w [..., q, k] . v [..., k, d] -> [..., q, d]; dv = (g^T w)^T."""
-    out = jnp.einsum("...qk,...kd->...qd", w, v, preferred_element_type=jnp.float32)
-    return out.astype(v.dtype)
+    return _batched_dot(w, v, -1, -2).astype(v.dtype)
 
 
 def _values_fwd(w, v):
@@ -213,7 +225,7 @@ def _values_fwd(w, v):
 
 def _values_bwd(residuals, g):
     w, v = residuals
-    dw = jnp.einsum("...qd,...kd->...qk", g, v, preferred_element_type=jnp.float32)
+    dw = _batched_dot(g, v, -1, -1)
     dv = _swap(_tn_matmul(g, w))
     return dw.astype(w.dtype), dv.astype(v.dtype)
 

@@ -104,3 +104,21 @@ def test_expand_batch_gradient_sums_the_batch(n):
     want = jax.grad(lambda x: jnp.sum(jnp.sin(x * w)))(x)
     assert got.shape == x.shape
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+@pytest.mark.parametrize("a_axis,b_axis", [(-1, -1), (-1, -2), (-2, -2), (-2, -1)])
+def test_batched_dot_contracts_the_named_axes(dtype, a_axis, b_axis):
+    """`_batched_dot` against numpy in float64 on the same (rounded) inputs, jitted as in
+    training (in bfloat16 on CPU: the barriered batched bf16 product)."""
+    rng = np.random.default_rng(2)
+    a = jnp.asarray(rng.standard_normal((2, 3, 5, 8) if a_axis == -1 else (2, 3, 8, 5)), dtype)
+    b = jnp.asarray(rng.standard_normal((2, 3, 8, 6) if b_axis == -2 else (2, 3, 6, 8)), dtype)
+    got = jax.jit(lambda a, b: L._batched_dot(a, b, a_axis, b_axis))(a, b)
+    a64, b64 = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a_axis == -2:
+        a64 = np.swapaxes(a64, -1, -2)
+    if b_axis == -1:
+        b64 = np.swapaxes(b64, -1, -2)
+    assert got.dtype == jnp.float32 and got.shape == (2, 3, 5, 6)
+    np.testing.assert_allclose(got, a64 @ b64, rtol=1e-5, atol=1e-5)
