@@ -31,6 +31,11 @@ mostly copying the arrays into the page cache, varies more from run to run on a 
 `checkpoint_bytes` is the size on disk of one step's folder (state, iterator state, config).
 `write_seconds` is the save's duration from the call to the end of the step (or wait) at which
 it was found finished (an upper bound, step resolution).
+`overlap_writer_cpu_seconds` (Linux) is the CPU time of the threads that are neither XLA's
+(`tf_XLAEigen`) nor the main thread, from the save() call to the end of the overlapping steps:
+the write's share of the cores while the steps ran; `overlap_per_writer_cpu` = overlap seconds /
+that CPU time, the step time lost per CPU-second the write takes (XLA's threads spin between
+ops, so the write runs in short gaps, and an op whose thread lost its core waits on both).
 `--low_priority_writes` and `--compress` set those Checkpointer options (auto: its default). CPU:
 t5_v1_1_small in float32; GPU: t5_v1_1_base.
 """
@@ -40,6 +45,7 @@ import os
 import resource
 import shutil
 import tempfile
+import threading
 import time
 
 import common  # noqa: F401  (puts the checkout on sys.path)
@@ -61,6 +67,33 @@ def _cpu_seconds() -> tuple[float, float]:
     """(user, system) CPU seconds of this process so far, all threads."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime, usage.ru_stime
+
+
+def _thread_cpu_seconds() -> dict[int, tuple[str, float]]:
+    """{thread id: (kernel thread name, user + system CPU seconds)}; {} where /proc is absent."""
+    tick, out = os.sysconf("SC_CLK_TCK"), {}
+    try:
+        tids = os.listdir("/proc/self/task")
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue  # exited meanwhile
+        fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) "
+        out[int(tid)] = (stat[stat.index("(") + 1:stat.rindex(")")],
+                         (int(fields[11]) + int(fields[12])) / tick)
+    return out
+
+
+def _writer_cpu(before: dict, after: dict) -> float:
+    """CPU seconds between two `_thread_cpu_seconds` readings of threads other than XLA's and
+    the main thread (the save's Python and TensorStore threads)."""
+    main = threading.main_thread().native_id
+    return sum(cpu - before.get(tid, (name, 0.0))[1] for tid, (name, cpu) in after.items()
+               if tid != main and not name.startswith("tf_XLA"))
 
 
 def _folder_bytes(path: str) -> int:
@@ -88,7 +121,7 @@ def measure(cfg, batch_size: int, device, directory: str, *, rounds: int, baseli
     checkpointer = Checkpointer(directory, keep=2, async_save=True,
                                 low_priority_writes=low_priority_writes, **options)
     config = {"model": cfg.to_dict(), "batch_size": batch_size}
-    out = {"baseline": [], "save_call": [], "overlap": [], "wait": [], "write": [],
+    out = {"baseline": [], "save_call": [], "overlap": [], "wait": [], "write": [], "writer_cpu": [],
            "save_cpu": [], "low_priority_writes": checkpointer.low_priority_writes,
            "compress": checkpointer.compress}
     try:
@@ -104,7 +137,7 @@ def measure(cfg, batch_size: int, device, directory: str, *, rounds: int, baseli
         for r in range(cpu_saves + 1, cpu_saves + rounds + 1):
             before = [_timed(train) for _ in range(baseline_steps)]
             train()
-            start = time.perf_counter()
+            threads, start = _thread_cpu_seconds(), time.perf_counter()
             checkpointer.save(r, holder[0], data_iter, config)
             out["save_call"].append(time.perf_counter() - start)
             steps, done_at = [], None
@@ -114,6 +147,8 @@ def measure(cfg, batch_size: int, device, directory: str, *, rounds: int, baseli
                 if done_at is None and not checkpointer.saving():
                     done_at = time.perf_counter()
             out["overlap"].append(steps)
+            if threads:
+                out["writer_cpu"].append(_writer_cpu(threads, _thread_cpu_seconds()))
             out["wait"].append(_timed(checkpointer.wait))
             out["write"].append((done_at or time.perf_counter()) - start)
             out["baseline"].append(before + [_timed(train) for _ in range(baseline_steps)])
@@ -148,6 +183,10 @@ def summarise(name: str, cfg, params: int, t: dict, batch_size: int, device) -> 
                                       if t["save_cpu"] else None),
             "checkpoint_bytes": t.get("checkpoint_bytes"),
             "wait_after_overlap_seconds": common.median(t["wait"]),
+            "overlap_writer_cpu_seconds": (common.median(t["writer_cpu"])
+                                           if t["writer_cpu"] else None),
+            "overlap_per_writer_cpu": (common.median([o / c for o, c in zip(overlap, t["writer_cpu"])
+                                                      if c > 0]) if t["writer_cpu"] else None),
             "write_seconds": common.median(t["write"]),
             "low_priority_writes": t["low_priority_writes"], "compress": t["compress"],
             "baseline_steps": t["baseline"],
@@ -162,6 +201,8 @@ COLUMNS = [("name", "model", ""), ("step_seconds", "step s", ".3f"),
            ("blocking_fraction", "block/step", ".3f"), ("overlap_fraction", "overlap/step", ".3f"),
            ("stall_fraction", "stall/step", ".3f"), ("save_cpu_seconds", "save CPU s", ".2f"),
            ("save_cpu_user_seconds", "of it user s", ".2f"),
+           ("overlap_writer_cpu_seconds", "writer CPU s", ".2f"),
+           ("overlap_per_writer_cpu", "overlap/CPU", ".2f"),
            ("checkpoint_mb", "ckpt MB", ".1f"),
            ("write_seconds", "write s", ".2f"), ("wait_after_overlap_seconds", "write left s", ".2f"),
            ("low_priority_writes", "low prio", ""), ("compress", "compress", "")]

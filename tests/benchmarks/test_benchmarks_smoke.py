@@ -75,6 +75,10 @@ def test_checkpoint(tmp_path):
     assert r["stall_seconds"] >= r["save_call_seconds"] > 0
     assert r["save_cpu_seconds"] >= r["save_cpu_user_seconds"] > 0
     assert r["checkpoint_bytes"] > 0 and r["compress"] is False
+    assert r["overlap_writer_cpu_seconds"] >= 0  # Linux; clock-tick resolution (10 ms)
+    if r["overlap_fraction"] > 0 and r["overlap_writer_cpu_seconds"] > 0:
+        assert r["overlap_per_writer_cpu"] == pytest.approx(
+            r["overlap_extra_seconds"] / r["overlap_writer_cpu_seconds"])
     # step 0 warms up, step 1 is the standalone save, step 2 the timed one (keep=2)
     assert sorted(p.name for p in (tmp_path / "ckpt").iterdir() if p.is_dir()) == ["1", "2"]
 
