@@ -220,7 +220,8 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str
                    flops_per_step=flops_per_step(model_cfg, converter, sequence_lengths(cfg),
                                                  cfg.data.batch_size),
                    tokens_per_step=cfg.data.batch_size * sum(
-                       n for k, (_, n) in shapes.items() if k.endswith("input_tokens")))
+                       n for k, (_, n) in shapes.items() if k.endswith("input_tokens")),
+                   compute_dtype=model_cfg.dtype)
         return run_loop(run, state, start)
 
 
@@ -279,6 +280,7 @@ class _Run:
     checkpointer: ckpt_lib.Checkpointer
     flops_per_step: float
     tokens_per_step: int
+    compute_dtype: str  # the model's, for the CPU matmul peak MFU is taken against
 
 
 def run_loop(run: _Run, state, start: int) -> dict[str, Any]:
@@ -306,7 +308,8 @@ def run_loop(run: _Run, state, start: int) -> dict[str, Any]:
             if step % cfg.train.log_every == 0 or step == cfg.train.num_steps:
                 _check_finite(step, m)
                 seconds = (time.perf_counter() - t_log) / len(history)
-                last = _summarise(history, seconds, run.tokens_per_step, run.flops_per_step)
+                last = _summarise(history, seconds, run.tokens_per_step, run.flops_per_step,
+                                  run.compute_dtype)
                 record = writer.write(step, last, "train")
                 bar.set_postfix(loss=f"{record['loss']:.3f}")
                 _log(run.primary, _line(record))
@@ -358,13 +361,13 @@ def _take(iterator, n):
             return
 
 
-def _summarise(history, seconds_per_step, tokens_per_step, flops) -> dict:
+def _summarise(history, seconds_per_step, tokens_per_step, flops, dtype) -> dict:
     host = jax.device_get(history)
     out = {k: float(np.mean([h[k] for h in host])) for k in host[-1] if k != "num_tokens"}
     out["learning_rate"] = float(host[-1]["learning_rate"])
     out["seconds_per_step"] = seconds_per_step
     out["tokens_per_second"] = tokens_per_step / seconds_per_step
-    out["mfu"] = metrics_lib.mfu(flops, seconds_per_step)
+    out["mfu"] = metrics_lib.mfu(flops, seconds_per_step, dtype)
     return out
 
 

@@ -1,11 +1,14 @@
 """Training metrics: JSONL + TensorBoard in the workdir, a progress bar, and MFU.
 
-MFU = achieved model FLOPs per second / (peak FLOPs per device x devices).
+MFU = achieved model FLOPs per second / peak FLOPs of the hardware that ran them.
 Model FLOPs per step = `t2t.models.variants.flops_per_token` (training FLOPs:
 3x the forward matmul FLOPs, attention included, per target token) x target
-tokens per step (padding included, as the hardware computes it). Peaks are the
-dense bf16 datasheet numbers per device kind; on CPU the peak is measured once
-with a float32 matmul and cached in ~/.cache/t2t.
+tokens per step (padding included, as the hardware computes it). Accelerators:
+the dense bf16 datasheet peak per device x devices. CPU: the host's measured
+matmul peak in the model's compute dtype (float32 accumulation) x hosts, as all
+of a host's CPU devices share its cores; measured in each process and cached in
+~/.cache/t2t as the best reading the host has given (a reading taken while other
+work shares the cores can only be lower, so it never replaces a higher one).
 """
 from __future__ import annotations
 
@@ -45,7 +48,9 @@ def measure_matmul_peak(n: int = 1024, repeats: int = 5, dtype=jnp.float32) -> f
     return 2 * n**3 / best
 
 
-def peak_flops_per_device(device=None) -> float:
+def peak_flops_per_device(device=None, dtype="float32") -> float:
+    """Datasheet dense bf16 peak of an accelerator; on CPU the host's `cpu_peak_flops` in
+    `dtype` (the whole host: its CPU devices share the cores); NaN for unknown accelerators."""
     device = device or jax.devices()[0]
     kind = device.device_kind
     for name, peak in PEAK_FLOPS.items():
@@ -53,24 +58,58 @@ def peak_flops_per_device(device=None) -> float:
             return peak
     if device.platform != "cpu":
         return float("nan")
+    return cpu_peak_flops(dtype)
+
+
+_CPU_PEAKS: dict[str, float] = {}  # measured in this process, per dtype
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "cpu"
+
+
+def cpu_peak_flops(dtype="float32") -> float:
+    """This host's matmul peak in `dtype` (FLOP/s, all cores): the best of this process's
+    measurement (once per dtype) and the cached best of earlier ones on the same CPU model and
+    core count; the cache keeps the maximum and is written atomically."""
+    name = jnp.dtype(dtype).name
+    if name not in _CPU_PEAKS:
+        _CPU_PEAKS[name] = measure_matmul_peak(dtype=jnp.dtype(dtype))
     cache = _cpu_peak_cache()
-    key = f"{kind}:{os.cpu_count()}:{jax.device_count()}"
+    key = f"{_cpu_model()}:{os.cpu_count()}:{name}"
     try:
         table = json.loads(cache.read_text())
     except (OSError, ValueError):
         table = {}
-    if key not in table:
-        table[key] = measure_matmul_peak()
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(".tmp")
-        tmp.write_text(json.dumps(table))
-        os.replace(tmp, cache)
-    return float(table[key])
+    best = max(_CPU_PEAKS[name], float(table.get(key, 0.0)))
+    if table.get(key) != best:
+        table[key] = best
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(table))
+            os.replace(tmp, cache)
+        except OSError:
+            pass  # a read-only home: the measurement still serves this process
+    return best
 
 
-def mfu(flops_per_step: float, seconds_per_step: float, num_devices: int | None = None) -> float:
-    num_devices = num_devices or jax.device_count()
-    return flops_per_step / seconds_per_step / (peak_flops_per_device() * num_devices)
+def mfu(flops_per_step: float, seconds_per_step: float, dtype="float32") -> float:
+    """Model FLOPs utilisation of a step over all participating hardware: accelerators' peak
+    per device x devices, or on CPU the host peak in `dtype` x hosts (processes)."""
+    device = jax.devices()[0]
+    if device.platform == "cpu":
+        peak = cpu_peak_flops(dtype) * jax.process_count()
+    else:
+        peak = peak_flops_per_device(device) * jax.device_count()
+    return flops_per_step / seconds_per_step / peak
 
 
 def _summary_writer(logdir: pathlib.Path):
