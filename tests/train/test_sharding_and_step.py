@@ -30,8 +30,9 @@ def _batch(seed=0):
 
 
 @functools.lru_cache(maxsize=None)
-def _setup(optimizer: str):
-    cfg = variants.get_model_config("tiny", d_model=32, d_ff=128, num_heads=4, head_dim=8)
+def _setup(optimizer: str, dtype: str = "float32"):
+    cfg = variants.get_model_config("tiny", d_model=32, d_ff=128, num_heads=4, head_dim=8,
+                                    dtype=dtype)
     model = build_model(cfg)
     if optimizer == "sgd":  # params move by exactly the gradient: compares gradients
         return model, optax.sgd(1.0), optax.constant_schedule(1.0)
@@ -40,8 +41,8 @@ def _setup(optimizer: str):
     return model, optim.make_optimizer(opt_cfg), optim.schedule(opt_cfg)
 
 
-def _one_step(mesh_shape, num_microbatches=1, optimizer="adafactor"):
-    model, tx, lr = _setup(optimizer)
+def _one_step(mesh_shape, num_microbatches=1, optimizer="adafactor", dtype="float32"):
+    model, tx, lr = _setup(optimizer, dtype)
     mesh = partitioning.make_mesh(mesh_shape)
     example = {k: jnp.asarray(v) for k, v in _batch().items()}
     boxed = jax.eval_shape(model.init, jax.random.key(0), example)
@@ -77,6 +78,17 @@ def test_same_step_on_any_mesh(reference, shape):
     diffs = jax.tree.map(lambda a, b: float(jnp.max(jnp.abs(jnp.asarray(a) - jnp.asarray(b)))),
                          jax.device_get(state.params), jax.device_get(ref_state.params))
     assert max(jax.tree.leaves(diffs)) < 1e-5
+
+
+def test_same_bf16_step_on_a_mesh():
+    """bfloat16 compute (on CPU: the barriered, batch-flattened products of layers._batched_dot)
+    partitions like float32: the same loss and parameters as on one device."""
+    ref_state, ref_metrics = _one_step({"data": 1, "fsdp": 1, "tensor": 1}, dtype="bfloat16")
+    state, metrics = _one_step({"data": 2, "fsdp": 2, "tensor": 2}, dtype="bfloat16")
+    assert abs(metrics["loss"] - ref_metrics["loss"]) < 1e-4
+    diffs = jax.tree.map(lambda a, b: float(jnp.max(jnp.abs(jnp.asarray(a) - jnp.asarray(b)))),
+                         jax.device_get(state.params), jax.device_get(ref_state.params))
+    assert max(jax.tree.leaves(diffs)) < 1e-6
 
 
 def test_params_sharded_as_rules_say():
