@@ -61,7 +61,7 @@ def peak_flops_per_device(device=None, dtype="float32") -> float:
     return cpu_peak_flops(dtype)
 
 
-_CPU_PEAKS: dict[str, float] = {}  # measured in this process, per dtype
+_CPU_PEAKS: dict[str, float] = {}  # this process's answer, per dtype
 
 
 def _cpu_model() -> str:
@@ -77,18 +77,19 @@ def _cpu_model() -> str:
 
 def cpu_peak_flops(dtype="float32") -> float:
     """This host's matmul peak in `dtype` (FLOP/s, all cores): the best of this process's
-    measurement (once per dtype) and the cached best of earlier ones on the same CPU model and
-    core count; the cache keeps the maximum and is written atomically."""
+    measurement and the cached best of earlier ones on the same CPU model and core count,
+    worked out once per process and dtype; the cache keeps the maximum, written atomically."""
     name = jnp.dtype(dtype).name
-    if name not in _CPU_PEAKS:
-        _CPU_PEAKS[name] = measure_matmul_peak(dtype=jnp.dtype(dtype))
+    if name in _CPU_PEAKS:
+        return _CPU_PEAKS[name]
+    measured = measure_matmul_peak(dtype=jnp.dtype(dtype))
     cache = _cpu_peak_cache()
     key = f"{_cpu_model()}:{os.cpu_count()}:{name}"
     try:
         table = json.loads(cache.read_text())
     except (OSError, ValueError):
         table = {}
-    best = max(_CPU_PEAKS[name], float(table.get(key, 0.0)))
+    best = max(measured, float(table.get(key, 0.0)))
     if table.get(key) != best:
         table[key] = best
         try:
@@ -98,6 +99,7 @@ def cpu_peak_flops(dtype="float32") -> float:
             os.replace(tmp, cache)
         except OSError:
             pass  # a read-only home: the measurement still serves this process
+    _CPU_PEAKS[name] = best
     return best
 
 
