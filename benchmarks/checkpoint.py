@@ -54,7 +54,7 @@ import grain
 import jax
 
 from t2t.models import variants
-from t2t.train.checkpoint import Checkpointer
+from t2t.train.checkpoint import Checkpointer, thread_files
 
 
 def _timed(fn) -> float:
@@ -72,19 +72,10 @@ def _cpu_seconds() -> tuple[float, float]:
 def _thread_cpu_seconds() -> dict[int, tuple[str, float]]:
     """{thread id: (kernel thread name, user + system CPU seconds)}; {} where /proc is absent."""
     tick, out = os.sysconf("SC_CLK_TCK"), {}
-    try:
-        tids = os.listdir("/proc/self/task")
-    except OSError:
-        return out
-    for tid in tids:
-        try:
-            with open(f"/proc/self/task/{tid}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue  # exited meanwhile
+    for tid, stat in thread_files("stat").items():
         fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) "
-        out[int(tid)] = (stat[stat.index("(") + 1:stat.rindex(")")],
-                         (int(fields[11]) + int(fields[12])) / tick)
+        out[tid] = (stat[stat.index("(") + 1:stat.rindex(")")],
+                    (int(fields[11]) + int(fields[12])) / tick)
     return out
 
 

@@ -69,8 +69,9 @@ def lower_thread_priority(tid: int) -> bool:
     return True
 
 
-def _thread_comms() -> dict[int, str]:
-    """{thread id: kernel thread name} of this process; {} where /proc is absent."""
+def thread_files(name: str) -> dict[int, str]:
+    """{thread id: text of /proc/self/task/<id>/<name>} for this process's threads ("comm",
+    "stat", ...); {} where /proc is absent. Threads that exit meanwhile are left out."""
     out = {}
     try:
         tids = os.listdir("/proc/self/task")
@@ -78,11 +79,16 @@ def _thread_comms() -> dict[int, str]:
         return out
     for tid in tids:
         try:
-            with open(f"/proc/self/task/{tid}/comm") as f:
-                out[int(tid)] = f.read().strip()
+            with open(f"/proc/self/task/{tid}/{name}") as f:
+                out[int(tid)] = f.read()
         except OSError:
             continue  # the thread exited meanwhile
     return out
+
+
+def _thread_comms() -> dict[int, str]:
+    """{thread id: kernel thread name} of this process; {} where /proc is absent."""
+    return {tid: text.strip() for tid, text in thread_files("comm").items()}
 
 
 def _orbax_python_threads() -> set[int]:

@@ -107,11 +107,8 @@ def mfu(flops_per_step: float, seconds_per_step: float, dtype="float32") -> floa
     """Model FLOPs utilisation of a step over all participating hardware: accelerators' peak
     per device x devices, or on CPU the host peak in `dtype` x hosts (processes)."""
     device = jax.devices()[0]
-    if device.platform == "cpu":
-        peak = cpu_peak_flops(dtype) * jax.process_count()
-    else:
-        peak = peak_flops_per_device(device) * jax.device_count()
-    return flops_per_step / seconds_per_step / peak
+    units = jax.process_count() if device.platform == "cpu" else jax.device_count()
+    return flops_per_step / seconds_per_step / (peak_flops_per_device(device, dtype) * units)
 
 
 def _summary_writer(logdir: pathlib.Path):
