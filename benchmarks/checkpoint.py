@@ -6,7 +6,7 @@
       [--device cpu|gpu] [--out FILE]
 
 Runs t2t's jitted train step (Adafactor, state donated, as the loop runs it) and saves with
-t2t.train.checkpoint.Checkpointer (asynchronous; train state + a Grain iterator's state + the
+t2t.workdir.checkpointer.Checkpointer (asynchronous; train state + a Grain iterator's state + the
 config, as the loop saves them). After compiling and one warm-up save: `--cpu_saves` standalone
 saves, each followed by a wait for its write, with no step running; then the rounds. Each round:
 `--baseline_steps` steps with no save in flight, one step followed by `Checkpointer.save`, then
@@ -54,7 +54,7 @@ import grain
 import jax
 
 from t2t.models import variants
-from t2t.train.checkpoint import Checkpointer, thread_files
+from t2t.workdir.checkpointer import Checkpointer, thread_files
 
 
 def _timed(fn) -> float:

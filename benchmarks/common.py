@@ -35,6 +35,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from t2t import batch_spec, pairing
+from t2t.models import model as model_lib
 from t2t.models import variants
 from t2t.models.model import build_model
 from t2t.train import metrics as metrics_lib
@@ -100,41 +102,53 @@ def peak_flops(device: jax.Device, repeats: int = 5, dtype: str = "float32") -> 
 
 
 # ----------------------------------------------------------------------------- batches
+def converter_for(architecture: str, prefix_lm: bool = False) -> str:
+    """The feature converter whose batches a benchmark feeds the architecture: decoder-only
+    models get one causal-LM row of inputs + targets tokens, or a prefix-LM row."""
+    if architecture == "decoder_only":
+        return "prefix_lm" if prefix_lm else "lm"
+    return model_lib.FEATURE_CONVERTERS[architecture][0]
+
+
+def batch_lengths(converter: str, inputs_length: int, targets_length: int) -> dict[str, int]:
+    if converter == "lm":
+        return {"inputs": 0, "targets": inputs_length + targets_length}
+    return {"inputs": inputs_length, "targets": targets_length}
+
+
 def synthetic_batch(architecture: str, batch_size: int, inputs_length: int, targets_length: int,
                     vocab_size: int, seed: int = 0, prefix_lm: bool = False) -> dict:
-    """Random non-padding tokens in t2t's batch keys (numpy int32).
+    """Random non-padding tokens in the keys of the architecture's batch spec (numpy int32).
 
     Encoder-decoder: inputs_length encoder tokens, targets_length targets. Decoder-only: one
     sequence of inputs_length + targets_length tokens; with prefix_lm the first inputs_length
     are the fully visible prefix and the loss is on the targets, else the loss is on all.
     """
     rng = np.random.default_rng(seed)
-    n = targets_length if architecture == "encoder_decoder" else inputs_length + targets_length
-    targets = rng.integers(2, vocab_size, (batch_size, n)).astype(np.int32)
-    batch = {"decoder_input_tokens": np.pad(targets[:, :-1], ((0, 0), (1, 0))),
-             "decoder_target_tokens": targets, "decoder_loss_weights": np.ones_like(targets)}
-    if architecture == "encoder_decoder":
+    spec = batch_spec.get(converter_for(architecture, prefix_lm))
+    shapes = spec.shapes(batch_lengths(spec.name, inputs_length, targets_length), batch_size)
+    targets = rng.integers(2, vocab_size, shapes[spec.targets].shape).astype(np.int32)
+    batch = {spec.targets: targets, spec.loss_weights: np.ones_like(targets)}
+    if "decoder_input_tokens" in shapes:
+        batch["decoder_input_tokens"] = np.pad(targets[:, :-1], ((0, 0), (1, 0)))
+    if "encoder_input_tokens" in shapes and "encoder_input_tokens" not in batch:
         batch["encoder_input_tokens"] = rng.integers(
-            2, vocab_size, (batch_size, inputs_length)).astype(np.int32)
-    elif prefix_lm:
-        pos = np.arange(n)[None]
+            2, vocab_size, shapes["encoder_input_tokens"].shape).astype(np.int32)
+    if spec.name == "prefix_lm":
+        pos = np.arange(targets.shape[1])[None]
         batch["decoder_causal_attention"] = np.broadcast_to(
             pos <= inputs_length, targets.shape).astype(np.int32)
-        batch["decoder_loss_weights"] = np.broadcast_to(
+        batch[spec.loss_weights] = np.broadcast_to(
             pos >= inputs_length, targets.shape).astype(np.int32)
     return batch
 
 
-def flops_per_step(cfg, batch_size: int, inputs_length: int, targets_length: int) -> float:
-    """Training matmul FLOPs of one step (t2t.models.variants.flops_per_token's definition).
-
-    Decoder-only models run one stack over inputs_length + targets_length tokens either way,
-    so their count does not depend on how the sequence splits into prefix and targets.
-    """
-    if cfg.architecture == "decoder_only":
-        n = inputs_length + targets_length
-        return variants.flops_per_token(cfg, 0, n) * n * batch_size
-    return variants.flops_per_token(cfg, inputs_length, targets_length) * targets_length * batch_size
+def flops_per_step(cfg, batch_size: int, inputs_length: int, targets_length: int,
+                   prefix_lm: bool = False) -> float:
+    """Training matmul FLOPs of one step of `synthetic_batch`'s batches (t2t.pairing's count)."""
+    converter = converter_for(cfg.architecture, prefix_lm)
+    return pairing.flops_per_step(cfg, converter, batch_lengths(converter, inputs_length,
+                                                                targets_length), batch_size)
 
 
 # ----------------------------------------------------------------------------- t2t train step

@@ -71,7 +71,7 @@ def hf_model(cfg, torch_device):
     """The transformers model computing the same network as the t2t config."""
     import torch
     import transformers
-    from t2t.models import convert
+    from t2t.models import hf_t5 as convert
     torch.manual_seed(0)
     if cfg.architecture == "encoder_decoder":
         hf = transformers.T5ForConditionalGeneration(

@@ -1,5 +1,18 @@
 """Base config blocks shared by every run config (each config file has get_config())."""
 import ml_collections
+from ml_collections import config_dict
+
+from t2t.data import objectives
+
+
+def objective(name: str = "span_corruption", **arguments) -> ml_collections.ConfigDict:
+    """The `data.objective` block: the objective's name and a field for every argument any
+    objective takes (t2t.data.objectives.ARGUMENTS); None keeps the objective's default, so
+    `--config.data.objective.noise_density=0.5` works whichever objective is named."""
+    block = {k: config_dict.placeholder(float) for k in objectives.ARGUMENTS}
+    block = ml_collections.ConfigDict(dict(name=name, **block))
+    block.update(arguments)
+    return block
 
 
 def base() -> ml_collections.ConfigDict:
@@ -12,14 +25,19 @@ def base() -> ml_collections.ConfigDict:
             overrides=ml_collections.ConfigDict(dict()),   # model fields changed from that variant
         )),
         data=ml_collections.ConfigDict(dict(
-            task="builtin_span_corruption",  # a task or mixture name
+            # What the run reads: a corpus through an objective (t2t/tasks/pretraining.py:
+            # c4, builtin, web_raw_c4_clean, web_raw_c4_noclean, tfds:NAME, a file pattern)...
+            corpus="builtin",
+            objective=objective("span_corruption"),
+            # ... or a registered task or mixture (glue, glue_rte, ...; corpus must be "").
+            task="",
             split="train",
             eval_split="validation",
             inputs_length=128,
-            targets_length=29,
+            targets_length=0,               # 0 = what the objective needs for inputs_length
             batch_size=16,                  # global batch (split over processes)
             pack=False,
-            converter="auto",               # auto | enc_dec | lm | prefix_lm | enc_only
+            converter="auto",               # auto (the model's) | enc_dec | lm | prefix_lm | enc_only
             data_dir="",                    # default $T2T_DATA_DIR
             vocab="",                       # SentencePiece model overriding the task's vocabulary
             num_workers=0,
@@ -64,12 +82,13 @@ def base() -> ml_collections.ConfigDict:
     ))
 
 
-def t5_pretrain(model_name: str, task: str = "c4_span_corruption") -> ml_collections.ConfigDict:
+def t5_pretrain(model_name: str, objective_name: str = "span_corruption") -> ml_collections.ConfigDict:
     """T5's pretraining setup: C4, batch 128, 512/114, 2^19 steps, Adafactor rsqrt (warmup 10^4)."""
     cfg = base()
     cfg.model.name = model_name
-    cfg.data.task = task
-    cfg.data.inputs_length, cfg.data.targets_length = 512, 114
+    cfg.data.corpus = "c4"
+    cfg.data.objective = objective(objective_name)
+    cfg.data.inputs_length, cfg.data.targets_length = 512, 0  # span corruption: 114
     cfg.data.batch_size = 128
     cfg.data.pack = True
     cfg.train.num_steps = 2**19

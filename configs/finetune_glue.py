@@ -19,6 +19,7 @@ def get_config():
     cfg.model.name = "t5_v1_0_base"
     cfg.model.overrides = dict(dropout_rate=0.1, vocab_size=32128)
     cfg.data.task = "glue"
+    cfg.data.corpus = ""
     cfg.data.inputs_length, cfg.data.targets_length = 512, 128
     cfg.data.batch_size = 128
     cfg.data.pack = True

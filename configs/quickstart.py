@@ -8,8 +8,9 @@ def get_config():
     cfg.model.overrides = dict(vocab_size=8192, d_model=128, num_heads=4, head_dim=32, d_ff=512,
                                num_encoder_layers=2, num_decoder_layers=2, dropout_rate=0.0,
                                dtype="float32")
-    cfg.data.task = "builtin_span_corruption"
-    cfg.data.inputs_length, cfg.data.targets_length = 128, 29
+    cfg.data.corpus = "builtin"
+    cfg.data.objective = common.objective("span_corruption")
+    cfg.data.inputs_length = 128   # targets: 29, as span corruption needs
     cfg.data.batch_size = 16
     cfg.train.num_steps = 200
     cfg.train.log_every = 25

@@ -9,7 +9,8 @@ def get_config():
     cfg = common.base()
     cfg.model.name = "tiny"
     cfg.model.overrides = dict(vocab_size=8192)
-    cfg.data.task = "builtin_span_corruption"
+    cfg.data.corpus = "builtin"
+    cfg.data.objective = common.objective("span_corruption")
     cfg.data.inputs_length, cfg.data.targets_length = 32, 8
     cfg.data.batch_size = 8
     cfg.train.num_steps = 20

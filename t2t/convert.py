@@ -3,7 +3,7 @@
   python -m t2t.convert --from hf --src HF_DIR --dst T2T_DIR [--allow-pickle] [--dtype bfloat16]
   python -m t2t.convert --from t2t --to hf --src T2T_DIR --dst HF_DIR
 
-A t2t checkpoint is <dst>/model_config.json + <dst>/params/ (Orbax); see t2t/models/convert.py.
+A t2t checkpoint is <dst>/model_config.json + <dst>/params/ (Orbax); see t2t/workdir/model_dir.py.
 HF weights are read from safetensors; pytorch_model.bin (a pickle) only with --allow-pickle.
 """
 from __future__ import annotations
@@ -11,7 +11,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from t2t.models import convert
+from t2t.models import hf_t5 as convert
+from t2t.workdir import model_dir
 
 
 def parse_args(argv):
@@ -38,9 +39,9 @@ def main(argv=None) -> int:
         cfg, params = convert.load_hf_checkpoint(args.src, allow_pickle=args.allow_pickle)
         if args.dtype:
             cfg.dtype = args.dtype
-        convert.save_checkpoint(args.dst, cfg, params)
+        model_dir.save_checkpoint(args.dst, cfg, params)
     else:
-        cfg, params = convert.load_checkpoint(args.src)
+        cfg, params = model_dir.load_checkpoint(args.src)
         convert.save_hf_checkpoint(args.dst, cfg, params)
     print(f"wrote {args.dst_format} checkpoint to {args.dst}")
     return 0

@@ -37,10 +37,10 @@ if __name__ == "__main__":  # before the heavy imports: XLA CPU steps run faster
 
 import argparse
 import json
-import os
-import pathlib
 import sys
 
+from t2t import fileio
+from t2t import workdir as layout
 from t2t.eval import evaluator
 
 
@@ -95,27 +95,19 @@ def evaluate_checkpoint(args: argparse.Namespace) -> list[dict]:
         results, averages = inference.evaluate_tasks(
             runner, run.params, tasks, args.split, method=args.method, data_dir=data_dir,
             max_examples=args.max_examples)
-    out_dir = pathlib.Path(args.workdir) / "eval" / run.label
     lines = []
     for result, info in results:
         name = result.task if result.split == args.split else f"{result.task}.{result.split}"
         line = {**result.summary(), "checkpoint": run.label, "method": info.pop("method"),
                 "inference": info}
-        _write(out_dir / f"{name}.json", json.dumps(line, indent=1) + "\n")
-        _write(out_dir / f"{name}.predictions.jsonl",
-               "".join(json.dumps(r) + "\n" for r in result.prediction_records()))
+        fileio.atomic_write_json(layout.eval_result_path(args.workdir, run.label, name), line)
+        fileio.atomic_write_text(layout.eval_predictions_path(args.workdir, run.label, name),
+                                 "".join(json.dumps(r) + "\n" for r in result.prediction_records()))
         lines.append(line)
     for average in averages:
-        _write(out_dir / f"{average['task']}.json", json.dumps(average, indent=1) + "\n")
+        fileio.atomic_write_json(layout.eval_result_path(args.workdir, run.label, average["task"]),
+                                 average)
     return lines + averages
-
-
-def _write(path: pathlib.Path, text: str) -> None:
-    """Writes `text` atomically (a temporary file renamed into place)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def main(argv=None) -> int:

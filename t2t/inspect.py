@@ -2,6 +2,12 @@
 
   python -m t2t.inspect --task c4_span_corruption --split validation -n 5 \
       --data_dir ../shared/data --vocab ../shared/data/vocab/t5_cc_all.32000/spiece.model
+  python -m t2t.inspect --config configs/quickstart.py --stats \
+      --config.data.objective.name=iid_denoise --config.data.objective.noise_density=0.5
+
+With `--config` (and the same `--config.a.b=value` flags as `t2t.train`) the task, objective,
+sequence lengths, vocabulary and data directory are the run's (t2t/pairing.py), so what
+you inspect is what you train.
 
 Prints N preprocessed examples (before the feature converter) as JSON lines:
 `inputs`/`targets` token ids, `inputs_text`/`targets_text` decoded (sentinels
@@ -18,6 +24,7 @@ import sys
 
 import numpy as np
 
+from t2t import config_file, pairing, tasks
 from t2t.data import registry
 from t2t.data.vocab import SentencePieceVocabulary
 
@@ -89,36 +96,60 @@ def split_stats(records, vocab_size: int, extra_ids: int = 100) -> dict:
     return stats
 
 
-def main(argv=None) -> int:
+def parse_args(argv):
     p = argparse.ArgumentParser(prog="python -m t2t.inspect", description=__doc__.split("\n\n")[0])
-    p.add_argument("--task", required=True, help="a registered task or mixture name")
-    p.add_argument("--split", default="validation")
+    p.add_argument("--task", help="a registered task or mixture name")
+    p.add_argument("--config", help="a run config (configs/NAME.py); takes --config.a.b=value")
+    p.add_argument("--split", default=None, help="default: validation (--task) or the config's "
+                   "data.split")
     p.add_argument("-n", type=int, default=5, help="examples to print")
     p.add_argument("--data_dir", default=None, help="folder of local data files (default $T2T_DATA_DIR)")
     p.add_argument("--vocab", default=None, help="SentencePiece model overriding the task's vocabulary")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=None, help="default: 0 or the config's seed")
     p.add_argument("--sequence_length", default=None, help="e.g. inputs:512,targets:114")
     p.add_argument("--format", choices=("jsonl", "text"), default="jsonl")
     p.add_argument("--stats", action="store_true", help="summarise the whole split instead")
+    argv, overrides = config_file.split_overrides(sys.argv[1:] if argv is None else argv)
     args = p.parse_args(argv)
+    if bool(args.task) == bool(args.config):
+        p.error("give exactly one of --task NAME and --config FILE")
+    if overrides and not args.config:
+        p.error(f"{config_file.PREFIX}* overrides need --config")
+    args.overrides = overrides
+    return args
 
+
+def resolve(args):
+    """(task or mixture, sequence lengths, vocabulary override, data_dir, seed, split)."""
+    if args.task:
+        return (tasks.get_task_or_mixture(args.task), parse_lengths(args.sequence_length),
+                SentencePieceVocabulary(args.vocab) if args.vocab else None, args.data_dir,
+                args.seed or 0, args.split or "validation")
+    cfg = config_file.load(args.config, args.overrides)
+    task, objective = pairing.resolve_task(cfg.data)
+    vocab = args.vocab or cfg.data.get("vocab")
+    lengths = parse_lengths(args.sequence_length) or pairing.sequence_lengths(cfg.data, objective)
+    return (task, lengths, SentencePieceVocabulary(vocab) if vocab else None,
+            args.data_dir or cfg.data.data_dir or None,
+            cfg.seed if args.seed is None else args.seed, args.split or cfg.data.split)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
     try:
-        task = registry.get_task_or_mixture(args.task)
-    except KeyError as e:
-        raise SystemExit(f"error: {e.args[0]}")
-    vocab = SentencePieceVocabulary(args.vocab) if args.vocab else None
-    lengths = parse_lengths(args.sequence_length)
+        task, lengths, vocab, data_dir, seed, split = resolve(args)
+    except (KeyError, ValueError, FileNotFoundError) as e:
+        raise SystemExit(f"error: {e.args[0] if e.args else e}")
     if isinstance(task, registry.Mixture):
         if args.stats:
             raise SystemExit("error: --stats needs a task; a mixture is endless")
-        ds = task.get_dataset(args.split, sequence_length=lengths, data_dir=args.data_dir,
-                              seed=args.seed, vocabulary=vocab)
+        ds = task.get_dataset(split, sequence_length=lengths, data_dir=data_dir, seed=seed,
+                              vocabulary=vocab)
         features = task.first_task().with_vocabulary(vocab).output_features
     else:
         task = task.with_vocabulary(vocab)
-        ds = task.get_dataset(args.split, sequence_length=lengths, data_dir=args.data_dir,
-                              shuffle=args.split == "train", seed=args.seed,
-                              num_epochs=1)
+        ds = task.get_dataset(split, sequence_length=lengths, data_dir=data_dir,
+                              shuffle=split == "train", seed=seed, num_epochs=1)
         features = task.output_features
     records = (example_record(ex, features) for ex in ds)
     if args.stats:

@@ -4,14 +4,14 @@ Prints a sweep's results shaped like the T5 paper's tables: one row per point, i
 count and pretraining FLOPs per example, the GLUE and SuperGLUE averages and every per-task
 score, the best value of each score column in bold (markdown, LaTeX; CSV gives raw values).
 --metric keeps only those score columns (a column name, or a task name for all its metrics).
-The same DataFrame comes from t2t.sweep.results.results_table(DIR) (see that module).
+The same DataFrame comes from t2t.sweep.table.results_table(DIR) (see that module).
 """
 from __future__ import annotations
 
 import argparse
 import sys
 
-from t2t.sweep import results
+from t2t.sweep import table as results
 
 
 def main(argv=None) -> int:

@@ -19,22 +19,17 @@ import argparse
 import json
 import sys
 
+import grain
 import jax
 import numpy as np
 
-from t2t.data.sources import iter_jsonl
+from t2t.data import converters
 from t2t.data.vocab import SentencePieceVocabulary
-from t2t.models.convert import load_checkpoint, load_config
+from t2t.fileio import read_jsonl
 from t2t.models.model import build_model
+from t2t.workdir.model_dir import load_checkpoint, load_config
 
 EOS_ID = 1
-
-
-def _pad(rows, length):
-    out = np.zeros((len(rows), length), np.int32)
-    for i, r in enumerate(rows):
-        out[i, :len(r)] = r
-    return out
 
 
 def _bucket(n: int) -> int:
@@ -43,31 +38,25 @@ def _bucket(n: int) -> int:
 
 
 def make_batch(inputs: list[list[int]], targets: list[list[int]], architecture: str) -> dict:
-    """Scoring batch (batch-key contract) from token ids that already end in EOS."""
-    if architecture == "encoder_decoder":
-        tgt = _pad(targets, _bucket(max(map(len, targets))))
-        return {"encoder_input_tokens": _pad(inputs, _bucket(max(map(len, inputs)))),
-                "decoder_input_tokens": np.pad(tgt[:, :-1], ((0, 0), (1, 0))),
-                "decoder_target_tokens": tgt,
-                "decoder_loss_weights": (tgt > 0).astype(np.int32)}
-    if architecture != "decoder_only":
+    """Scoring batch from token ids that already end in EOS, built by the feature converter
+    the architecture consumes for inputs + targets (enc_dec, or prefix_lm for decoder-only)."""
+    if architecture not in ("encoder_decoder", "decoder_only"):
         raise ValueError(f"t2t.score needs an encoder_decoder or decoder_only checkpoint, got "
                          f"architecture={architecture!r}")
-    seqs = [i + t for i, t in zip(inputs, targets)]
-    length = _bucket(max(map(len, seqs)))
-    tgt = _pad(seqs, length)
-    weights = _pad([[0] * len(i) + [1] * len(t) for i, t in zip(inputs, targets)], length)
-    prefix = _pad([[1] * (len(i) + 1) for i in inputs], length)
-    return {"decoder_input_tokens": np.pad(tgt[:, :-1], ((0, 0), (1, 0))),
-            "decoder_target_tokens": tgt, "decoder_loss_weights": weights,
-            "decoder_causal_attention": prefix}
+    name = "enc_dec" if architecture == "encoder_decoder" else "prefix_lm"
+    lengths = {"inputs": _bucket(max(map(len, inputs))), "targets": _bucket(max(map(len, targets)))}
+    rows = [{"inputs": np.asarray(i, np.int32), "targets": np.asarray(t, np.int32)}
+            for i, t in zip(inputs, targets)]
+    source = grain.MapDataset.source(rows).to_iter_dataset()
+    converted = list(converters.get_converter(name)(source, lengths))
+    return {k: np.stack([row[k] for row in converted]) for k in converted[0]}
 
 
 def read_pairs(args) -> list[dict]:
     if args.file is None:
         return [{"input": args.input, "target": args.target}]
     return [{"input": row["input"], "target": row["target"]}
-            for row in iter_jsonl(args.file, required_keys=("input", "target"))]
+            for row in read_jsonl(args.file, required_keys=("input", "target"))]
 
 
 def parse_args(argv):

@@ -1,15 +1,10 @@
-"""Feature converters: task examples -> model batches with the DESIGN.md batch keys.
+"""Feature converters: task examples -> model batches (the keys of t2t/batch_spec.py).
 
-Encoder-decoder: encoder_input_tokens, decoder_input_tokens, decoder_target_tokens,
-decoder_loss_weights (+ encoder/decoder_segment_ids and _positions when packed).
-Decoder-only (causal and prefix LM): decoder_input_tokens, decoder_target_tokens,
-decoder_loss_weights, decoder_causal_attention (+ decoder_segment_ids/_positions).
-Encoder-only MLM: encoder_input_tokens, encoder_target_tokens, encoder_loss_weights
-(+ encoder_segment_ids/_positions).
-
-Packing uses Grain's first-fit packer (segment ids start at 1 per row, 0 is padding;
-positions restart at 0 in every segment). Converters work on Grain IterDatasets and
-emit one example (a dict of 1-D int32 arrays) per row; the pipeline batches them.
+Each converter's `spec` (a batch_spec.ConverterSpec) states the keys it emits with their
+shapes and dtypes; models declare which converters they consume. Packing uses Grain's
+first-fit packer (segment ids start at 1 per row, 0 is padding; positions restart at 0 in
+every segment). Converters work on Grain IterDatasets and emit one example (a dict of 1-D
+int32 arrays) per row; the pipeline batches them.
 """
 from __future__ import annotations
 
@@ -18,14 +13,8 @@ from typing import Mapping
 import grain
 import numpy as np
 
+from t2t import batch_spec
 from t2t.data import registry
-
-ENC_DEC_KEYS = ("encoder_input_tokens", "decoder_input_tokens", "decoder_target_tokens",
-                "decoder_loss_weights")
-DECODER_ONLY_KEYS = ("decoder_input_tokens", "decoder_target_tokens", "decoder_loss_weights",
-                     "decoder_causal_attention")
-ENC_ONLY_KEYS = ("encoder_input_tokens", "encoder_target_tokens", "encoder_loss_weights")
-
 
 def autoregressive_inputs(targets: np.ndarray, segment_ids: np.ndarray | None = None) -> np.ndarray:
     """Targets shifted right by one with 0 as the start token, per segment when packed."""
@@ -47,20 +36,32 @@ def _pack(ds, lengths: Mapping[str, int], num_bins: int, seed: int):
         seed=seed, shuffle_bins=False)
 
 
-def _check_lengths(kind: str, lengths: Mapping[str, int], needed: tuple[str, ...]) -> None:
-    missing = [k for k in needed if k not in lengths]
-    if missing:
-        raise ValueError(f"{kind} converter needs sequence lengths for {missing}, got {dict(lengths)}")
+class Converter:
+    """Base: `spec` names the converter and the keys it emits; packing options per instance."""
 
-
-class EncDecConverter:
-    """'inputs'/'targets' -> encoder-decoder batch keys."""
+    spec: batch_spec.ConverterSpec
 
     def __init__(self, pack: bool = False, num_bins: int = 8, seed: int = 0):
         self.pack, self.num_bins, self.seed = pack, num_bins, seed
 
+    def check_lengths(self, lengths: Mapping[str, int]) -> None:
+        missing = [k for k in self.spec.needs_lengths if k not in lengths]
+        if missing:
+            raise ValueError(f"{self.spec.name} converter needs sequence lengths for {missing}, "
+                             f"got {dict(lengths)}")
+
+    def batch_shapes(self, lengths: Mapping[str, int], batch_size: int):
+        """{key: KeySpec} of the batches this converter (packed or not) yields."""
+        return self.spec.shapes(lengths, batch_size, self.pack)
+
+
+class EncDecConverter(Converter):
+    """'inputs'/'targets' -> encoder-decoder batch keys."""
+
+    spec = batch_spec.get("enc_dec")
+
     def __call__(self, ds, lengths: Mapping[str, int]) -> grain.IterDataset:
-        _check_lengths("encoder-decoder", lengths, ("inputs", "targets"))
+        self.check_lengths(lengths)
         n_in, n_tg = lengths["inputs"], lengths["targets"]
         ds = registry.to_iter(ds).map(lambda ex: {"inputs": np.asarray(ex["inputs"], np.int32)[:n_in],
                                                   "targets": np.asarray(ex["targets"], np.int32)[:n_tg]})
@@ -90,20 +91,15 @@ class EncDecConverter:
                 "decoder_positions": ex["targets_positions"].astype(np.int32)}
 
 
-class _DecoderOnly:
+class _DecoderOnly(Converter):
     """Shared by LM and prefix LM: one 'targets' stream plus a causal-attention region."""
-
-    def __init__(self, pack: bool = False, num_bins: int = 8, seed: int = 0):
-        self.pack, self.num_bins, self.seed = pack, num_bins, seed
 
     def _streams(self, ex) -> dict:
         raise NotImplementedError
 
-    def _length(self, lengths) -> int:
-        raise NotImplementedError
-
     def __call__(self, ds, lengths: Mapping[str, int]) -> grain.IterDataset:
-        length = self._length(lengths)
+        self.check_lengths(lengths)
+        length = self.spec.row_length("decoder_target_tokens", lengths)
 
         def trim(ex):
             return {k: v[:length] for k, v in self._streams(ex).items()}
@@ -130,9 +126,7 @@ class _DecoderOnly:
 class LMConverter(_DecoderOnly):
     """'targets' -> decoder-only causal LM keys (decoder_causal_attention all 0)."""
 
-    def _length(self, lengths):
-        _check_lengths("LM", lengths, ("targets",))
-        return lengths["targets"]
+    spec = batch_spec.get("lm")
 
     def _streams(self, ex):
         targets = np.asarray(ex["targets"], np.int32)
@@ -147,9 +141,7 @@ class PrefixLMConverter(_DecoderOnly):
     covers the targets only. Row length = inputs length + targets length.
     """
 
-    def _length(self, lengths):
-        _check_lengths("prefix LM", lengths, ("inputs", "targets"))
-        return lengths["inputs"] + lengths["targets"]
+    spec = batch_spec.get("prefix_lm")
 
     def _streams(self, ex):
         inputs, targets = np.asarray(ex["inputs"], np.int32), np.asarray(ex["targets"], np.int32)
@@ -160,14 +152,13 @@ class PrefixLMConverter(_DecoderOnly):
         return {"targets": seq, "causal": causal, "weights": weights}
 
 
-class EncoderOnlyConverter:
+class EncoderOnlyConverter(Converter):
     """BERT-style MLM: 'inputs' (corrupted), 'targets' (original), 'loss_mask' -> encoder keys."""
 
-    def __init__(self, pack: bool = False, num_bins: int = 8, seed: int = 0):
-        self.pack, self.num_bins, self.seed = pack, num_bins, seed
+    spec = batch_spec.get("enc_only")
 
     def __call__(self, ds, lengths: Mapping[str, int]) -> grain.IterDataset:
-        _check_lengths("encoder-only", lengths, ("inputs",))
+        self.check_lengths(lengths)
         n = lengths["inputs"]
 
         def streams(ex):
@@ -196,9 +187,9 @@ CONVERTERS = {"enc_dec": EncDecConverter, "lm": LMConverter, "prefix_lm": Prefix
               "enc_only": EncoderOnlyConverter}
 
 
-def get_converter(name: str, pack: bool = False, **kwargs):
+def get_converter(name: str, pack: bool = False, **kwargs) -> Converter:
     if name not in CONVERTERS:
-        raise KeyError(f"unknown feature converter {name!r}; known: {sorted(CONVERTERS)}")
+        raise ValueError(f"unknown feature converter {name!r}; known: {sorted(CONVERTERS)}")
     return CONVERTERS[name](pack=pack, **kwargs)
 
 

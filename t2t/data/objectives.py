@@ -16,6 +16,7 @@ Which feature converter (t2t/data/converters.py) each objective pairs with:
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from typing import Callable, Mapping
 
 import grain
@@ -232,11 +233,59 @@ OBJECTIVES = {o.name: o for o in [
 ]}
 
 
-def get_objective(name: str, **kwargs) -> Objective:
+def arguments(name: str) -> dict[str, float]:
+    """The objective's arguments with their defaults (vocab_size aside: the vocabulary's)."""
+    params = inspect.signature(_lookup(name).fn).parameters
+    return {k: p.default for k, p in params.items()
+            if p.kind is p.KEYWORD_ONLY and p.default is not p.empty}
+
+
+def _lookup(name: str) -> Objective:
     if name not in OBJECTIVES:
-        raise KeyError(f"unknown objective {name!r}; known: {sorted(OBJECTIVES)}")
-    base = OBJECTIVES[name]
-    return dataclasses.replace(base, kwargs={**base.kwargs, **kwargs}) if kwargs else base
+        raise ValueError(f"unknown objective {name!r}; known: {', '.join(sorted(OBJECTIVES))}")
+    return OBJECTIVES[name]
+
+
+# Every argument any objective takes: the config's objective block has one field for each.
+ARGUMENTS = sorted({k for name in OBJECTIVES for k in arguments(name)})
+# Arguments that are probabilities (in [0, 1]); the others (span lengths) are >= 1.
+_RATES = ("noise_density", "random_prob", "mask_prob")
+
+
+def get_objective(name: str, **kwargs) -> Objective:
+    """The objective `name` with `kwargs` replacing its default arguments.
+
+    An unknown objective or argument, or a value out of range, is a ValueError that lists
+    what is allowed."""
+    base = _lookup(name)
+    allowed = arguments(name)
+    unknown = sorted(set(kwargs) - set(allowed))
+    if unknown:
+        raise ValueError(f"objective {name!r} takes no argument(s) {unknown}; its arguments "
+                         f"are {sorted(allowed) or 'none'}")
+    for key, value in kwargs.items():
+        low, high = (0.0, 1.0) if key in _RATES else (1.0, float("inf"))
+        if not low <= float(value) <= high:
+            raise ValueError(f"objective {name!r}: {key}={value} is out of range; expected a "
+                             f"value in [{low}, {high}]")
+    changed = {k: float(v) for k, v in kwargs.items() if float(v) != allowed[k]}
+    return dataclasses.replace(base, kwargs=changed) if changed else base
+
+
+def from_config(block) -> Objective:
+    """The objective of a config's `data.objective` block: `name` plus arguments, where an
+    unset (None) argument keeps the objective's default."""
+    block = dict(block)
+    name = block.pop("name", None)
+    if not name:
+        raise ValueError("data.objective.name is not set; objectives: "
+                         f"{', '.join(sorted(OBJECTIVES))}")
+    return get_objective(name, **{k: v for k, v in block.items() if v is not None})
+
+
+def describe(objective: Objective) -> dict:
+    """{"name", every argument with its value}: what a run's objective resolves to."""
+    return {"name": objective.name, **arguments(objective.name), **objective.kwargs}
 
 
 # ------------------------------------------------------------------------ as task preprocessors

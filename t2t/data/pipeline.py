@@ -24,38 +24,39 @@ def process_shard() -> tuple[int, int]:
     return jax.process_index(), jax.process_count()
 
 
-def get_dataset(name: str, split: str, *, sequence_length: Mapping[str, int],
+def get_dataset(task: registry.Task | registry.Mixture | str, split: str, *, sequence_length: Mapping[str, int],
                 global_batch_size: int, converter: str = "enc_dec", pack: bool = False,
                 seed: int = 0, shuffle: bool = True, num_epochs: int | None = None,
                 data_dir=None, vocabulary: SentencePieceVocabulary | str | None = None,
                 num_workers: int = 0, shard: tuple[int, int] | None = None,
                 drop_remainder: bool = True, packing_bins: int = 8,
                 num_shards: int = 0) -> grain.IterDataset:
-    """Batches of the batch-key contract for task or mixture `name`.
+    """Batches of the batch-key contract (t2t/batch_spec.py) for a task or mixture.
 
     `num_epochs=None` repeats forever (training); eval uses `num_epochs=1,
     shuffle=False, drop_remainder=False`. With `num_workers > 0` preprocessing
     runs in that many worker processes (deterministic for a fixed count).
     """
+    if isinstance(task, str):  # a registered name (built-ins register on `import t2t.tasks`)
+        task = registry.get_task_or_mixture(task)
     shard = shard or process_shard()
     if num_shards:
         common = dict(sequence_length=sequence_length, converter=converter, pack=pack, seed=seed,
                       shuffle=shuffle, num_epochs=num_epochs, data_dir=data_dir,
                       vocabulary=vocabulary, drop_remainder=drop_remainder,
                       packing_bins=packing_bins)
-        return _fixed_shards(name, split, shard, num_shards, global_batch_size, num_workers, common)
+        return _fixed_shards(task, split, shard, num_shards, global_batch_size, num_workers, common)
     index, count = shard
     if global_batch_size % count:
         raise ValueError(f"global batch size {global_batch_size} is not divisible by the "
                          f"{count} data-loading processes")
     if isinstance(vocabulary, str):
         vocabulary = SentencePieceVocabulary(vocabulary)
-    source = registry.get_task_or_mixture(name)
-    if isinstance(source, registry.Mixture):
-        ds = source.get_dataset(split, sequence_length=sequence_length, data_dir=data_dir,
+    if isinstance(task, registry.Mixture):
+        ds = task.get_dataset(split, sequence_length=sequence_length, data_dir=data_dir,
                                 shuffle=shuffle, seed=seed, shard=shard, vocabulary=vocabulary)
     else:
-        ds = source.with_vocabulary(vocabulary).get_dataset(
+        ds = task.with_vocabulary(vocabulary).get_dataset(
             split, sequence_length=sequence_length, data_dir=data_dir, shuffle=shuffle,
             seed=seed, num_epochs=num_epochs, shard=shard)
     ds = converters_lib.get_converter(converter, pack=pack, num_bins=packing_bins, seed=seed)(
@@ -67,7 +68,7 @@ def get_dataset(name: str, split: str, *, sequence_length: Mapping[str, int],
     return ds
 
 
-def _fixed_shards(name, split, shard, num_shards, global_batch_size, num_workers,
+def _fixed_shards(task, split, shard, num_shards, global_batch_size, num_workers,
                   kwargs) -> grain.IterDataset:
     """The global batch built from `num_shards` data shards, whatever the process count.
 
@@ -80,7 +81,7 @@ def _fixed_shards(name, split, shard, num_shards, global_batch_size, num_workers
         raise ValueError(f"data.num_shards={num_shards} must be a multiple of the {count} processes "
                          f"and divide the global batch size {global_batch_size}")
     per = num_shards // count
-    parts = [get_dataset(name, split, shard=(index * per + j, num_shards),
+    parts = [get_dataset(task, split, shard=(index * per + j, num_shards),
                          global_batch_size=global_batch_size, **kwargs)
              for j in range(per)]
     ds = parts[0] if per == 1 else grain.experimental.ZipIterDataset(parts).map(

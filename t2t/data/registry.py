@@ -160,7 +160,8 @@ class _Registry:
         if name not in self._items:
             close = difflib.get_close_matches(name, self._items, n=5, cutoff=0.5)
             hint = f"; did you mean {', '.join(close)}?" if close else ""
-            raise KeyError(f"unknown {self.kind} {name!r}{hint} ({len(self._items)} registered)")
+            raise KeyError(f"unknown {self.kind} {name!r}{hint} ({len(self._items)} registered; "
+                           "the built-in ones register on `import t2t.tasks`)")
         return self._items[name]
 
     def names(self) -> list[str]:
@@ -291,22 +292,15 @@ def add_mixture(name: str, tasks, default_rate=None) -> Mixture:
     return MixtureRegistry.add(Mixture(name, list(tasks), default_rate))
 
 
-def _load_builtin_tasks() -> None:
-    import t2t.data.tasks  # noqa: F401  (registers every built-in task)
-
-
 def get_task(name: str) -> Task:
-    _load_builtin_tasks()
     return TaskRegistry.get(name)
 
 
 def get_mixture(name: str) -> Mixture:
-    _load_builtin_tasks()
     return MixtureRegistry.get(name)
 
 
 def get_task_or_mixture(name: str) -> Task | Mixture:
-    _load_builtin_tasks()
     if name in MixtureRegistry:
         return MixtureRegistry.get(name)
     if name in TaskRegistry:
@@ -314,4 +308,5 @@ def get_task_or_mixture(name: str) -> Task | Mixture:
     everything = TaskRegistry.names() + MixtureRegistry.names()
     close = difflib.get_close_matches(name, everything, n=5, cutoff=0.5)
     hint = f"; did you mean {', '.join(close)}?" if close else ""
-    raise KeyError(f"unknown task or mixture {name!r}{hint}")
+    raise KeyError(f"unknown task or mixture {name!r}{hint} (the built-in ones register on "
+                   "`import t2t.tasks`)")

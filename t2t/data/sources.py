@@ -12,14 +12,14 @@ import ast
 import bisect
 import functools
 import glob
-import gzip
 import hashlib
-import json
 import os
 import pathlib
 import re
 import sysconfig
 from typing import Callable, Iterable, Mapping, Sequence
+
+from t2t import fileio
 
 Example = dict
 Patterns = str | Sequence[str]
@@ -53,9 +53,7 @@ def expand_patterns(patterns: Patterns, data_dir=None) -> list[str]:
 
 def _open_text(path: str):
     """UTF-8 text; a leading byte-order mark (GLUE's MRPC files have one) is dropped."""
-    if path.endswith(".gz"):
-        return gzip.open(path, "rt", encoding="utf-8-sig", newline="\n")
-    return open(path, "rt", encoding="utf-8-sig", newline="\n")
+    return fileio.open_text(path)
 
 
 class DataSource(abc.ABC):
@@ -159,24 +157,12 @@ class JsonlSource(FileSource):
 
 def parse_json_object(line: str, where: str, required_keys: Sequence[str] = ()) -> Example:
     """One JSON object from one line; errors name `where` (file:line) and what was expected."""
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{where}: malformed JSON line ({e.msg} at column {e.colno})") from None
-    if not isinstance(record, dict):
-        raise ValueError(f"{where}: expected a JSON object, got {type(record).__name__}")
-    missing = [k for k in required_keys if k not in record]
-    if missing:
-        raise ValueError(f"{where}: missing key(s) {missing}; expected {list(required_keys)}")
-    return record
+    return fileio.parse_json_object(line, where, required_keys)
 
 
 def iter_jsonl(path: str, required_keys: Sequence[str] = ()) -> Iterable[Example]:
     """Streams the JSON objects of a .jsonl or .jsonl.gz file; blank lines are skipped."""
-    with _open_text(str(path)) as f:
-        for n, line in enumerate(f, 1):
-            if line.strip():
-                yield parse_json_object(line, f"{path}:{n}", required_keys)
+    return fileio.read_jsonl(path, required_keys)
 
 
 class TsvSource(FileSource):

@@ -17,9 +17,10 @@ from typing import Callable, Mapping, Sequence
 import grain
 import numpy as np
 
-from t2t.data import registry, sources
-from t2t.data.tasks import formats
-from t2t.eval import metrics as metrics_lib
+from t2t import fileio
+from t2t.data import registry
+from t2t.tasks import formats
+from t2t.tasks import metrics as metrics_lib
 
 PredictFn = Callable[[list[dict]], Sequence[str]]
 ScoreFn = Callable[[list[dict], list[str]], Sequence[float]]
@@ -187,15 +188,13 @@ def read_predictions(path: str | pathlib.Path) -> dict[str, list[dict]]:
     path = pathlib.Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"predictions file not found: {path}")
-    records = sources.JsonlSource({"predictions": str(path.resolve())}).get("predictions")
     out: dict[str, list[dict]] = collections.defaultdict(list)
-    for i in range(len(records)):
-        record = records[i]
+    for n, record in fileio.read_jsonl(path.resolve(), line_numbers=True):
         if not isinstance(record.get("task"), str) or not isinstance(record.get("prediction"), str):
-            raise ValueError(f'{path}:{i + 1}: expected {{"task": str, "prediction": str}}, got '
+            raise ValueError(f'{path}:{n}: expected {{"task": str, "prediction": str}}, got '
                              f"{json.dumps(record)[:200]}")
         out[record["task"]].append({"prediction": record["prediction"], "split": record.get("split"),
-                                    "line": i + 1})
+                                    "line": n})
     if not out:
         raise ValueError(f"{path}: no predictions")
     return dict(out)

@@ -30,7 +30,7 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
 from t2t.data import converters, registry
-from t2t.data.tasks import formats
+from t2t.tasks import formats
 from t2t.data.vocab import EOS_ID
 from t2t.eval import evaluator
 

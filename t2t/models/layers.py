@@ -15,17 +15,23 @@ t2t/train/partitioning.py, via `nn.get_partition_spec` + `nn.logical_to_mesh_sha
 
 Activations are constrained (`nn.with_logical_constraint`, a no-op without rules in scope) with
 'batch', 'length', 'embed', 'mlp', 'heads', 'kv'.
+
+The matmuls, the relative-bias batch broadcast and argmax come from `ops(kernels)`: the plain JAX
+versions here (kernels='xla'), or cpu_kernels.py's CPU-tuned ones ('cpu_tuned'); the modules'
+`kernels` attribute names the set (the model config field `kernels`; 'auto' picks by backend).
 """
 from __future__ import annotations
 
-import functools
 import math
+import types
 from typing import Any, Callable
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from t2t.models import cpu_kernels
 
 LOGICAL_AXES = ("vocab", "embed", "mlp", "heads", "kv", "joined_kv", "relpos_buckets", "layers",
                 "length", "batch")
@@ -44,6 +50,80 @@ def constrain(x, axes):
     return nn.with_logical_constraint(x, axes)
 
 
+# ----------------------------------------------------------------------------- kernels
+def _matmul(a, b, dims):
+    """dot_general accumulated and returned in float32, then cast to a's dtype.
+
+    XLA's CPU backend runs a bfloat16 dot with a bfloat16 result at float32 speed (it widens
+    the operands) but one with a float32 result on the CPU's bf16 units; on accelerators f32
+    accumulation is what the matmul units do anyway."""
+    out = jax.lax.dot_general(a, b, dims, preferred_element_type=jnp.float32)
+    return out.astype(a.dtype)
+
+
+def _contract(x, kernel, num_in: int):
+    """x [..., *in] . kernel [*in, *out] -> [..., *out]."""
+    dims = (tuple(range(x.ndim - num_in, x.ndim)), tuple(range(num_in)))
+    return _matmul(x, kernel, (dims, ((), ())))
+
+
+# The plain versions below are differentiated by XLA itself; cpu_kernels.py holds CPU-tuned
+# versions of the same functions (same values), chosen by the model config field `kernels`.
+def dense(x, kernel, num_in: int = 1):
+    """x [..., *in] . kernel [*in, *out] with the kernel cast to x's dtype -> [..., *out] in x's
+    dtype, accumulated in float32."""
+    return _contract(x, kernel.astype(x.dtype), num_in)
+
+
+def attention_scores(q, k):
+    """q [..., q, d] . k [..., k, d] -> float32 scores [..., q, k] (compute-dtype inputs)."""
+    return jnp.einsum("...qd,...kd->...qk", q, k, preferred_element_type=jnp.float32)
+
+
+def attention_values(w, v):
+    """Attention weights w [..., q, k] . v [..., k, d] -> [..., q, d] in v's dtype, accumulated
+    in float32."""
+    out = jnp.einsum("...qk,...kd->...qd", w, v, preferred_element_type=jnp.float32)
+    return out.astype(v.dtype)
+
+
+def expand_batch(x, n: int):
+    """x [1, ...] broadcast to [n, ...]."""
+    return jnp.broadcast_to(x, (n,) + x.shape[1:])
+
+
+def argmax(logits):
+    """Index of the maximum over the last axis (the first one on ties)."""
+    return jnp.argmax(logits, axis=-1)
+
+
+KERNELS = ("auto", "xla", "cpu_tuned")
+_OPS = {
+    "xla": types.SimpleNamespace(dense=dense, attention_scores=attention_scores,
+                                 attention_values=attention_values, expand_batch=expand_batch,
+                                 argmax=argmax),
+    "cpu_tuned": types.SimpleNamespace(
+        dense=cpu_kernels.dense, attention_scores=cpu_kernels.attention_scores,
+        attention_values=cpu_kernels.attention_values, expand_batch=cpu_kernels.expand_batch,
+        argmax=cpu_kernels.argmax),
+}
+
+
+def resolve_kernels(name: str) -> str:
+    """The model config's `kernels` -> 'xla' | 'cpu_tuned'; 'auto' is 'cpu_tuned' on the CPU
+    backend and 'xla' elsewhere."""
+    if name not in KERNELS:
+        raise ValueError(f"model config kernels={name!r}: expected one of {KERNELS}")
+    if name == "auto":
+        return "cpu_tuned" if jax.default_backend() == "cpu" else "xla"
+    return name
+
+
+def ops(kernels: str) -> types.SimpleNamespace:
+    """dense, attention_scores, attention_values, expand_batch, argmax for a `kernels` name."""
+    return _OPS[resolve_kernels(kernels)]
+
+
 # ----------------------------------------------------------------------------- dense / embed
 class DenseGeneral(nn.Module):
     """Bias-free dense layer contracting the trailing `num_in` axes into `features`."""
@@ -53,6 +133,7 @@ class DenseGeneral(nn.Module):
     kernel_init: Callable = nn.initializers.variance_scaling(1.0, "fan_in", "truncated_normal")
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
+    kernels: str = "xla"  # see `ops`
 
     @nn.compact
     def __call__(self, x):
@@ -64,173 +145,7 @@ class DenseGeneral(nn.Module):
         init = nn.with_logical_partitioning(
             lambda key, s, d: self.kernel_init(key, flat, d).reshape(s), self.kernel_axes)
         kernel = self.param("kernel", init, shape, _dtype(self.param_dtype))
-        return dense(jnp.asarray(x, _dtype(self.dtype)), kernel, self.num_in)
-
-
-def _matmul(a, b, dims):
-    """dot_general accumulated and returned in float32, then cast to a's dtype.
-
-    XLA's CPU backend runs a bfloat16 dot with a bfloat16 result at float32 speed (it widens
-    the operands) but one with a float32 result on the CPU's bf16 units, ~2x faster; on
-    accelerators f32 accumulation is what the matmul units do anyway."""
-    out = jax.lax.dot_general(a, b, dims, preferred_element_type=jnp.float32)
-    return out.astype(a.dtype)
-
-
-def _contract(x, kernel, num_in: int):
-    """x [..., *in] . kernel [*in, *out] -> [..., *out]."""
-    dims = (tuple(range(x.ndim - num_in, x.ndim)), tuple(range(num_in)))
-    return _matmul(x, kernel, (dims, ((), ())))
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def dense(x, kernel, num_in: int = 1):
-    """`_contract` of x and the kernel cast to x's dtype, with a hand-written backward pass.
-
-    The weight gradient contracts the token axis of both x and the output gradient g, so one of
-    them is transposed: here the narrower one ([in, tokens] @ [tokens, out]; in bfloat16 on
-    CPU always x, as the result's transpose would stay a separate pass there). Left to autodiff,
-    XLA's CPU backend picks badly (often the larger g, or it writes the gradient transposed and
-    the optimizer transposes it back): the T5-small step took 12% more CPU time (A/B in one
-    process). XLA may still fold the transpose into the dot (pinning it with an optimization
-    barrier measured 2% slower). The kernel gradient is the float32 product as accumulated, in
-    the kernel's dtype: with bfloat16 compute and float32 params it is not rounded to bfloat16
-    and converted back, as autodiff through the cast would. Otherwise values are exactly
-    `_contract`'s autodiff.
-    """
-    return _contract(x, kernel.astype(x.dtype), num_in)
-
-
-def _dense_fwd(x, kernel, num_in):
-    compute = kernel.astype(x.dtype)
-    return _contract(x, compute, num_in), (x, compute, jnp.zeros((0,), kernel.dtype))  # dtype
-
-
-def _dense_bwd(num_in, residuals, g):
-    x, kernel, param = residuals
-    n_in = math.prod(kernel.shape[:num_in])
-    k2 = kernel.reshape(n_in, -1)
-    x2, g2 = x.reshape(-1, n_in), g.reshape(-1, k2.shape[1])
-    dx = _matmul(g2, k2, (((1,), (1,)), ((), ())))
-    if x2.shape[1] <= g2.shape[1] or _bf16_on_cpu(x2):
-        dk = _tn_matmul(x2, g2)
-    else:  # the float32 result's transpose folds into the dot; bf16's stays apart (-7%)
-        dk = _swap(_tn_matmul(g2, x2))
-    return dx.reshape(x.shape).astype(x.dtype), dk.reshape(kernel.shape).astype(param.dtype)
-
-
-dense.defvjp(_dense_fwd, _dense_bwd)
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
-def expand_batch(x, n: int):
-    """x [1, ...] broadcast to [n, ...], with a gradient that adds the n slices pairwise instead
-    of reducing over the leading axis: XLA's CPU reduction over a leading axis of a wide array
-    (the relative-position bias gradient, [batch, heads, q, k] -> [1, heads, q, k]) ran 50x
-    slower than adding the slices (14.5 vs 0.3 ms at batch 2, 512 tokens)."""
-    return jnp.broadcast_to(x, (n,) + x.shape[1:])
-
-
-def _expand_fwd(x, n):
-    return expand_batch(x, n), None
-
-
-def _expand_bwd(n, _, g):
-    while g.shape[0] > 1:
-        half = g.shape[0] // 2
-        head = g[:half] + g[half:2 * half]
-        g = jnp.concatenate([head, g[2 * half:]]) if g.shape[0] % 2 else head
-    return (g,)
-
-
-expand_batch.defvjp(_expand_fwd, _expand_bwd)
-
-
-def _swap(t):
-    return jnp.swapaxes(t, -1, -2)
-
-
-def _bf16_on_cpu(x) -> bool:
-    return x.dtype == jnp.bfloat16 and jax.default_backend() == "cpu"
-
-
-def _tn_matmul(a, b):
-    """a^T b over the second-to-last axis, [..., n, i] x [..., n, j] -> float32 [..., i, j].
-    Call it with the narrower operand as `a`: that is the one transposed (float32; see
-    `_dense_bwd` for bfloat16)."""
-    return _batched_dot(a, b, -2, -2)
-
-
-def _batched_dot(a, b, a_axis: int, b_axis: int):
-    """a [..., m, n] . b [..., n', p] contracting a's `a_axis` with b's `b_axis` (-1 or -2 each),
-    batched over the leading axes -> float32 [..., a's free axis, b's free axis].
-
-    In bfloat16 on CPU the operands (a transposed first when it contracts its rows) are
-    materialised behind an optimization barrier, the product is one batched dot over the
-    flattened leading axes ([1, m, n] for matrices) and its result is kept behind another
-    barrier: XLA's CPU backend otherwise widens both operands to float32 when they arrive
-    through a transpose (the heads-major attention layout, weight gradients), or, with a
-    transposed result folded in, fails ("Unsupported element type for DotThunk: BF16 x BF16 =
-    F32"). So pinned, the product runs on the bf16 units at 2x the float32 rate ([1024, 512]^T
-    [1024, 1024]: 328 vs 162 GFLOP/s). T5-small bf16 step: weight gradients -15%, attention
-    -4.6% (A/B in one process). In float32 the same form measured +4.5% (the folded float32
-    dots are the faster ones), so float32 keeps XLA's own."""
-    if not _bf16_on_cpu(a):
-        batch = tuple(range(a.ndim - 2))
-        dims = (((a.ndim + a_axis,), (b.ndim + b_axis,)), (batch, batch))
-        return jax.lax.dot_general(a, b, dims, preferred_element_type=jnp.float32)
-    if a_axis == -2:
-        a, a_axis = _swap(a), -1
-    lead = a.shape[:-2]
-    a, b = jax.lax.optimization_barrier((a, b))
-    a3, b3 = a.reshape((-1,) + a.shape[-2:]), b.reshape((-1,) + b.shape[-2:])
-    out = jax.lax.dot_general(a3, b3, (((3 + a_axis,), (3 + b_axis,)), ((0,), (0,))),
-                              preferred_element_type=jnp.float32)
-    return jax.lax.optimization_barrier(out.reshape(lead + out.shape[-2:]))
-
-
-@jax.custom_vjp
-def attention_scores(q, k):
-    """q [..., q, d] . k [..., k, d] -> float32 scores [..., q, k] (compute-dtype inputs).
-
-    Like `dense`, the backward writes no transpose of a [q, k] matrix on CPU: dk is computed
-    as (q^T g)^T, transposing the narrow [q, d] and [d, k] operands instead of g."""
-    return _batched_dot(q, k, -1, -1)
-
-
-def _scores_fwd(q, k):
-    return attention_scores(q, k), (q, k)
-
-
-def _scores_bwd(residuals, g):
-    q, k = residuals
-    g = g.astype(q.dtype)
-    dq = _batched_dot(g, k, -1, -2)
-    dk = _swap(_tn_matmul(q, g))
-    return dq.astype(q.dtype), dk.astype(k.dtype)
-
-
-attention_scores.defvjp(_scores_fwd, _scores_bwd)
-
-
-@jax.custom_vjp
-def attention_values(w, v):
-    """Attention weights w [..., q, k] . v [..., k, d] -> [..., q, d]; dv = (g^T w)^T."""
-    return _batched_dot(w, v, -1, -2).astype(v.dtype)
-
-
-def _values_fwd(w, v):
-    return attention_values(w, v), (w, v)
-
-
-def _values_bwd(residuals, g):
-    w, v = residuals
-    dw = _batched_dot(g, v, -1, -1)
-    dv = _swap(_tn_matmul(g, w))
-    return dw.astype(w.dtype), dv.astype(v.dtype)
-
-
-attention_values.defvjp(_values_fwd, _values_bwd)
+        return ops(self.kernels).dense(jnp.asarray(x, _dtype(self.dtype)), kernel, self.num_in)
 
 
 class Embed(nn.Module):
@@ -307,6 +222,7 @@ class Mlp(nn.Module):
     dropout_rate: float = 0.0
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
+    kernels: str = "xla"  # see `ops`
 
     @nn.compact
     def __call__(self, x, deterministic: bool = True):
@@ -314,7 +230,8 @@ class Mlp(nn.Module):
             raise ValueError(f"model config activation={self.activation!r}: expected one of "
                              f"{ACTIVATIONS}")
         dense = lambda f, axes, name: DenseGeneral(  # noqa: E731
-            (f,), axes, dtype=self.dtype, param_dtype=self.param_dtype, name=name)
+            (f,), axes, dtype=self.dtype, param_dtype=self.param_dtype, kernels=self.kernels,
+            name=name)
         if self.activation in ("gated-gelu", "swiglu"):
             act = (lambda v: nn.gelu(v, approximate=True)) if self.activation == "gated-gelu" \
                 else nn.silu
@@ -461,10 +378,12 @@ class MultiHeadAttention(nn.Module):
     rope_max_wavelength: float = 10_000.0
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
+    kernels: str = "xla"  # see `ops`
 
     def _dense(self, heads, name, init):
         return DenseGeneral((heads, self.head_dim), ("embed", "heads", "kv"), kernel_init=init,
-                            dtype=self.dtype, param_dtype=self.param_dtype, name=name)
+                            dtype=self.dtype, param_dtype=self.param_dtype, kernels=self.kernels,
+                            name=name)
 
     @nn.compact
     def __call__(self, x_q, x_kv, bias, *, q_positions=None, k_positions=None, decode=False,
@@ -488,7 +407,8 @@ class MultiHeadAttention(nn.Module):
         else:
             out = self._attend(q, k, v, bias, deterministic)
         return DenseGeneral((x_q.shape[-1],), ("heads", "kv", "embed"), num_in=2, kernel_init=base,
-                            dtype=self.dtype, param_dtype=self.param_dtype, name="out")(out)
+                            dtype=self.dtype, param_dtype=self.param_dtype, kernels=self.kernels,
+                            name="out")(out)
 
     def _update_cache(self, k, v, index, length):
         """Writes k, v [b, n, h, d] at positions index[b] + arange(n); returns the full cache."""
@@ -521,7 +441,8 @@ class MultiHeadAttention(nn.Module):
         # Heads-major [b, kv_heads, groups * q, d]: query heads sharing a key/value head are
         # rows of one matrix (head index = kv_head * groups + group, as the projections lay out).
         qh = q.reshape(b, lq, hk, g, d).transpose(0, 2, 3, 1, 4).reshape(b, hk, g * lq, d)
-        logits = attention_scores(qh, jnp.swapaxes(k, 1, 2).astype(q.dtype))
+        kernels = ops(self.kernels)
+        logits = kernels.attention_scores(qh, jnp.swapaxes(k, 1, 2).astype(q.dtype))
         logits = logits.reshape(b, h, lq, lk)
         if bias is not None:
             logits = logits + bias
@@ -529,5 +450,5 @@ class MultiHeadAttention(nn.Module):
         weights = nn.Dropout(self.dropout_rate)(weights, deterministic=deterministic)
         dt = _dtype(self.dtype)
         weights = weights.reshape(b, hk, g * lq, lk).astype(dt)
-        out = attention_values(weights, jnp.swapaxes(v, 1, 2).astype(dt))
+        out = kernels.attention_values(weights, jnp.swapaxes(v, 1, 2).astype(dt))
         return out.reshape(b, hk, g, lq, d).transpose(0, 3, 1, 2, 4).reshape(b, lq, h, d)

@@ -1,13 +1,9 @@
 """Thin model wrapper (t5x style): maps batch keys to the network's arguments and owns the
 loss, the per-example score and decoding. The linen modules in transformer.py never see them.
 
-Batch keys (DESIGN.md contract; int32 arrays [batch, length]):
-  encoder_decoder: encoder_input_tokens, decoder_input_tokens, decoder_target_tokens,
-                   decoder_loss_weights [+ encoder_/decoder_ segment_ids, positions when packed]
-  decoder_only:    decoder_input_tokens, decoder_target_tokens, decoder_loss_weights,
-                   decoder_causal_attention [+ decoder_segment_ids, decoder_positions]
-  encoder_only:    encoder_input_tokens, decoder_target_tokens (MLM targets, aligned with the
-                   inputs), decoder_loss_weights [+ encoder_segment_ids, encoder_positions]
+Batches follow the contract in t2t/batch_spec.py. Each architecture declares the feature
+converters whose batches it consumes (`FEATURE_CONVERTERS`, as t5x's FEATURE_CONVERTER_CLS):
+encoder_decoder <- enc_dec; decoder_only <- lm, prefix_lm; encoder_only <- enc_only.
 
 Params returned by `init` are flax `nn.LogicallyPartitioned` boxes (see layers.LOGICAL_AXES):
 derive shardings with `nn.get_partition_spec(params)` and one rules table; `nn.unbox(params)`
@@ -24,36 +20,52 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from t2t.models import decoding
+from t2t import batch_spec
+from t2t.models import decoding, layers
 from t2t.models.transformer import make_module
 from t2t.models.variants import validate
 
-TOKEN_KEYS = ("decoder_target_tokens", "decoder_loss_weights")
-REQUIRED = {
-    "encoder_decoder": ("encoder_input_tokens", "decoder_input_tokens") + TOKEN_KEYS,
-    "decoder_only": ("decoder_input_tokens",) + TOKEN_KEYS,
-    "encoder_only": ("encoder_input_tokens",) + TOKEN_KEYS,
-}
-OPTIONAL = {
-    "encoder_decoder": ("encoder_segment_ids", "encoder_positions", "decoder_segment_ids",
-                        "decoder_positions"),
-    "decoder_only": ("decoder_causal_attention", "decoder_segment_ids", "decoder_positions"),
-    "encoder_only": ("encoder_segment_ids", "encoder_positions"),
-}
+FEATURE_CONVERTERS = {"encoder_decoder": ("enc_dec",), "decoder_only": ("lm", "prefix_lm"),
+                      "encoder_only": ("enc_only",)}
+# Keys a model may go without: absent decoder_causal_attention means a causal LM (all 0).
+MAY_OMIT = ("decoder_causal_attention",)
 # Keys `predict` needs (targets are what it produces).
 PREDICT_REQUIRED = {"encoder_decoder": ("encoder_input_tokens",),
                     "decoder_only": ("decoder_input_tokens",)}
 
 
+def spec(architecture: str) -> batch_spec.ConverterSpec:
+    """The batch spec of the architecture's (first) feature converter."""
+    if architecture not in FEATURE_CONVERTERS:
+        raise ValueError(f"unknown architecture {architecture!r}; known: "
+                         f"{sorted(FEATURE_CONVERTERS)}")
+    return batch_spec.get(FEATURE_CONVERTERS[architecture][0])
+
+
+def check_converter(architecture: str, converter: str) -> None:
+    """Fails naming both when `architecture` does not consume `converter`'s batches."""
+    if converter in FEATURE_CONVERTERS.get(architecture, ()):
+        return
+    wanted = spec(architecture).all_keys()
+    given = batch_spec.get(converter).all_keys()
+    raise ValueError(
+        f"a {architecture} model consumes batches of the {FEATURE_CONVERTERS[architecture]} "
+        f"converter(s), not {converter!r}: the {converter} batch lacks "
+        f"{[k for k in wanted if k not in given]} and has keys the model does not take "
+        f"{[k for k in given if k not in wanted]}")
+
+
 def check_batch(batch: Mapping, architecture: str, required=None) -> None:
     """Raises ValueError naming the missing/unknown key and the keys expected."""
-    required = REQUIRED[architecture] if required is None else required
-    allowed = set(REQUIRED[architecture]) | set(OPTIONAL[architecture])
+    s = spec(architecture)
+    if required is None:
+        required = [k for k in s.key_names() if k not in MAY_OMIT]
+    allowed = set(s.all_keys())
+    optional = [k for k in s.all_keys() if k not in required]
     for key in required:
         if key not in batch:
             raise ValueError(f"{architecture} batch is missing key {key!r}; expected "
-                             f"{sorted(required)} (+ optional {list(OPTIONAL[architecture])}), "
-                             f"got {sorted(batch)}")
+                             f"{sorted(required)} (+ optional {optional}), got {sorted(batch)}")
     for key in batch:
         if key not in allowed:
             raise ValueError(f"{architecture} batch has unknown key {key!r}; allowed keys: "
@@ -100,11 +112,9 @@ def cross_entropy(logits, targets, weights, *, z_loss: float = 0.0,
 
 
 def _argmax(logits):
-    """jnp.argmax over the last axis (first index of the maximum) as a max and a min reduction:
-    XLA's CPU backend runs argmax's paired (value, index) reduction ~5x slower."""
-    top = jnp.max(logits, axis=-1, keepdims=True)
-    index = jax.lax.broadcasted_iota(jnp.int32, logits.shape, logits.ndim - 1)
-    return jnp.min(jnp.where(logits == top, index, logits.shape[-1]), axis=-1)
+    """Index of the maximum over the last axis (the first on ties), by the backend's kernels
+    ('auto': cpu_kernels.argmax on CPU, else jnp.argmax; the same index either way)."""
+    return layers.ops("auto").argmax(logits)
 
 
 class Model:
@@ -114,6 +124,8 @@ class Model:
         validate(cfg)
         self.cfg = cfg
         self.architecture = cfg.architecture
+        self.spec = spec(cfg.architecture)
+        self.feature_converters = FEATURE_CONVERTERS[cfg.architecture]
         self.module = make_module(cfg)
         self._predict_jit = jax.jit(self._predict, static_argnames=(
             "max_decode_length", "method", "temperature", "top_k", "top_p", "num_beams",
@@ -122,9 +134,9 @@ class Model:
     # ------------------------------------------------------------------ forward
     def _inputs(self, batch):
         check_batch(batch, self.architecture)
-        skip = {"decoder_loss_weights"}
-        if self.architecture == "encoder_only":
-            skip.add("decoder_target_tokens")
+        skip = {self.spec.loss_weights}
+        if self.architecture == "encoder_only":  # MLM targets are what the network predicts
+            skip.add(self.spec.targets)
         return {k: jnp.asarray(v) for k, v in batch.items() if k not in skip}
 
     def init(self, rng, batch):
@@ -156,17 +168,18 @@ class Model:
              label_smoothing: float = 0.0):
         """(sum_loss, aux): summed over target tokens, NOT averaged; see `cross_entropy`."""
         logits = self.logits(params, batch, train=train, dropout_rng=dropout_rng)
-        return cross_entropy(logits, jnp.asarray(batch["decoder_target_tokens"]),
-                             jnp.asarray(batch["decoder_loss_weights"]), z_loss=z_loss,
+        return cross_entropy(logits, jnp.asarray(batch[self.spec.targets]),
+                             jnp.asarray(batch[self.spec.loss_weights]), z_loss=z_loss,
                              label_smoothing=label_smoothing)
 
     def score(self, params, batch):
-        """float32 [batch]: sum_t w_t * log p(decoder_target_tokens_t) (rank classification)."""
+        """float32 [batch]: sum_t w_t * log p(target_t) (rank classification)."""
         logits = self.logits(params, batch)
         log_p = jax.nn.log_softmax(logits, axis=-1)
-        targets = jnp.asarray(batch["decoder_target_tokens"])
+        targets = jnp.asarray(batch[self.spec.targets])
         token_lp = jnp.take_along_axis(log_p, targets[..., None], axis=-1)[..., 0]
-        return jnp.sum(token_lp * jnp.asarray(batch["decoder_loss_weights"], jnp.float32), axis=-1)
+        weights = jnp.asarray(batch[self.spec.loss_weights], jnp.float32)
+        return jnp.sum(token_lp * weights, axis=-1)
 
     # ------------------------------------------------------------------ decoding
     def predict(self, params, batch, *, max_decode_length: int, method: str = "greedy", rng=None,
@@ -271,13 +284,12 @@ class Model:
 
 
 def example_batch(architecture: str, batch_size: int = 1, length: int = 4) -> dict:
-    """A minimal valid batch of int32 zeros/ones (for `init` and `jax.eval_shape`)."""
-    ones = np.ones((batch_size, length), np.int32)
-    batch = {"decoder_target_tokens": ones, "decoder_loss_weights": ones}
-    if architecture != "encoder_only":
-        batch["decoder_input_tokens"] = np.zeros_like(ones)
-    if architecture != "decoder_only":
-        batch["encoder_input_tokens"] = ones
+    """A minimal valid batch (ones; decoder inputs zero) for `init` and `jax.eval_shape`."""
+    lengths = {"inputs": length, "targets": length}
+    batch = {k: np.ones(s.shape, s.dtype) for k, s in spec(architecture).shapes(
+        lengths, batch_size).items() if k not in MAY_OMIT}
+    if "decoder_input_tokens" in batch:
+        batch["decoder_input_tokens"] = np.zeros_like(batch["decoder_input_tokens"])
     return batch
 
 

@@ -10,7 +10,8 @@ Decoding (`decode=True`): keys/values live in the 'cache' collection; callers pa
 cfg.scan_layers runs a stack's layers with `nn.scan` (one traced layer, so compile time stops
 growing with depth); params are then `<stack>/layers/...` with a leading 'layers' axis and cache
 leaves [batch, layers, ...] (batch stays leading, as decoding.py expects). cfg.remat_policy
-rematerialises each layer in the backward pass. Neither changes the numbers.
+rematerialises each layer in the backward pass. Neither changes the numbers. cfg.kernels picks
+plain or CPU-tuned matmul kernels (layers.ops; cpu_kernels.py): the same values either way.
 """
 from __future__ import annotations
 
@@ -36,7 +37,8 @@ class Layer(nn.Module):
         return L.MultiHeadAttention(
             num_heads=c.num_heads, num_kv_heads=kv_heads(c), head_dim=c.head_dim,
             dropout_rate=c.dropout_rate, rope=rope, rope_max_wavelength=c.rope_max_wavelength,
-            dtype=c.dtype, param_dtype=c.param_dtype, name=name)
+            dtype=c.dtype, param_dtype=c.param_dtype, kernels=L.resolve_kernels(c.kernels),
+            name=name)
 
     @nn.compact
     def __call__(self, x, self_bias, positions, *, encoded=None, cross_bias=None, decode=False,
@@ -56,8 +58,8 @@ class Layer(nn.Module):
                 h, encoded, cross_bias, deterministic=deterministic)
             x = x + drop(h)
         h = L.make_norm(c, "pre_mlp_norm")(x)
-        h = L.Mlp(c.d_ff, c.activation, c.dropout_rate, dtype=c.dtype,
-                  param_dtype=c.param_dtype, name="mlp")(h, deterministic=deterministic)
+        h = L.Mlp(c.d_ff, c.activation, c.dropout_rate, dtype=c.dtype, param_dtype=c.param_dtype,
+                  kernels=L.resolve_kernels(c.kernels), name="mlp")(h, deterministic=deterministic)
         return L.constrain(x + drop(h), ("batch", "length", "embed"))
 
 
@@ -118,8 +120,8 @@ class Stack(nn.Module):
             rel = L.RelativePositionBias(
                 c.num_heads, c.relative_num_buckets, c.relative_max_distance,
                 param_dtype=c.param_dtype, name="relpos_bias")(q_pos, k_pos, not causal)
-            if rel.shape[0] == 1 < bias.shape[0]:  # one bias for the batch: sum its gradient fast
-                rel = L.expand_batch(rel, bias.shape[0])
+            if rel.shape[0] == 1 < bias.shape[0]:  # one bias for the batch
+                rel = L.ops(c.kernels).expand_batch(rel, bias.shape[0])
             bias = bias + rel
         elif c.position == "alibi":
             bias = bias + L.alibi_bias(c.num_heads, q_pos, k_pos)
@@ -147,7 +149,9 @@ class _Base(nn.Module):
                                       param_dtype=c.param_dtype, name="token_embedder")
         if not c.tie_embeddings:
             self.logits_dense = L.DenseGeneral((c.vocab_size,), ("embed", "vocab"), dtype=c.dtype,
-                                               param_dtype=c.param_dtype, name="logits_dense")
+                                               param_dtype=c.param_dtype,
+                                               kernels=L.resolve_kernels(c.kernels),
+                                               name="logits_dense")
 
     def _run_encoder(self, stack, tokens, segment_ids, positions, deterministic):
         """Bidirectional stack over tokens, masking padding (id 0) and other packed segments."""

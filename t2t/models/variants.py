@@ -48,6 +48,8 @@ def base_config() -> ml_collections.ConfigDict:
         scan_layers=False,          # nn.scan over each stack's layers (faster compile): params
                                     # <stack>/layers/... on a leading 'layers' axis (scan.py)
         remat_policy="none",        # none | full | dots (see REMAT_POLICIES)
+        kernels="auto",             # auto | xla | cpu_tuned matmul kernels (layers.ops); auto =
+                                    # cpu_tuned on the CPU backend, else xla; same values
     ))
 
 
@@ -128,6 +130,7 @@ def validate(cfg) -> None:
          "num_decoder_layers", "> 0"),
         (cfg.dtype in ("float32", "bfloat16", "float16"), "dtype", "float32|bfloat16|float16"),
         (cfg.remat_policy in REMAT_POLICIES, "remat_policy", "|".join(REMAT_POLICIES)),
+        (cfg.kernels in ("auto", "xla", "cpu_tuned"), "kernels", "auto|xla|cpu_tuned"),
     ]
     for ok, field, expected in checks:
         if not ok:

@@ -13,8 +13,8 @@ objective with its arguments, and config overrides. A scale says how big everyth
 fine-tuning on the GLUE and SuperGLUE mixtures for 2^18 steps, the best checkpoint
 evaluated); `tiny` keeps every ratio between models (layers / 6, small widths), pretrains 40
 steps on the C4 sample, fine-tunes 20 steps on an RTE + CB mixture and scores 32 examples of
-each, about a minute per point on a laptop CPU. Parametrised objectives (noise density, span
-length) become tasks such as `c4_span_corruption_s10`, registered when the config is built.
+each, about a minute per point on a laptop CPU. A point's objective and its arguments are
+plain config (`data.corpus="c4"`, `data.objective.name`, `data.objective.noise_density`, ...).
 """
 from __future__ import annotations
 
@@ -27,8 +27,7 @@ from typing import Any, Mapping, Sequence
 import ml_collections
 
 from configs import common, finetune_glue
-from t2t.data import objectives, registry
-from t2t.data.tasks import c4 as c4_tasks
+from t2t.data import objectives
 from t2t.models import variants
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_.+-]+$")
@@ -51,9 +50,9 @@ class Finetune:
     """One fine-tuning run per point and the tasks evaluated after it."""
 
     name: str                                    # stage `finetune.<name>`, folder finetune/<name>
-    task: str                                    # task or mixture trained on
+    task: str                                    # task or mixture trained on; "a,b" mixes
+                                                 # tasks a and b at equal rates
     eval_tasks: tuple[str, ...]                  # tasks or mixtures (glue, super_glue) scored
-    mixture: tuple[tuple[str, float], ...] = ()  # when set, `task` is registered as this mixture
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,8 +93,7 @@ TINY = Scale(
     name="tiny", inputs_length=64, batch_size=8, pack=False, pretrain_steps=40,
     checkpoint_every=20, log_every=10, pretrain_eval_every=0,
     model=dict(d_model=64, num_heads=4, head_dim=16, d_ff=256, dropout_rate=0.0, dtype="float32"),
-    finetunes=(Finetune("rte_cb", "sweep_glue_rte_super_glue_cb", ("glue_rte", "super_glue_cb"),
-                        mixture=(("glue_rte", 1.0), ("super_glue_cb", 1.0))),),
+    finetunes=(Finetune("rte_cb", "glue_rte,super_glue_cb", ("glue_rte", "super_glue_cb")),),
     finetune_steps=20, finetune_lengths=(128, 8), finetune_batch_size=8,
     finetune_learning_rate=1e-2, finetune_checkpoint_every=10, finetune_eval_every=0,
     eval_checkpoint="latest", eval_max_examples=32)
@@ -126,14 +124,6 @@ def model_overrides(model: str, scale: Scale) -> dict:
     paper = variants.get_model_config(model)
     layers = {k: -(-paper[k] // 6) for k in ("num_encoder_layers", "num_decoder_layers")}
     return {**scale.model, **layers}
-
-
-def ensure_mixture(name: str, tasks: Sequence[tuple[str, float]]) -> str:
-    """Registers the mixture `name` of (task, rate) pairs unless it already is; returns name."""
-    registry.get_task(tasks[0][0])  # loads the built-in tasks
-    if name not in registry.MixtureRegistry:
-        registry.add_mixture(name, list(tasks))
-    return name
 
 
 def parse_spec(spec: str | None) -> dict[str, str]:
@@ -174,7 +164,7 @@ class Grid:
                 raise ValueError(f"grid {self.name!r}: point {p.name!r} is defined twice")
             seen.add(p.name)
             variants.get_model_config(p.model)      # unknown names fail at definition
-            objectives.get_objective(p.objective)
+            objectives.get_objective(p.objective, **p.objective_kwargs)
 
     def point(self, name: str) -> Point:
         for p in self.points:
@@ -204,15 +194,11 @@ class Grid:
                        f"{self.stages(scale)}")
 
     # ---- configs
-    def pretrain_task(self, point: Point) -> str:
-        return c4_tasks.register_objective_task(point.objective, **point.objective_kwargs)
-
     def pretrain_config(self, point: Point, scale: Scale) -> ml_collections.ConfigDict:
-        cfg = common.t5_pretrain(point.model, task=self.pretrain_task(point))
-        lengths = objectives.get_objective(point.objective, **point.objective_kwargs
-                                           ).default_sequence_length(scale.inputs_length)
-        cfg.data.inputs_length = lengths.get("inputs", scale.inputs_length)
-        cfg.data.targets_length = lengths["targets"]
+        cfg = common.t5_pretrain(point.model, point.objective)
+        cfg.data.objective.update(point.objective_kwargs)
+        cfg.data.inputs_length = scale.inputs_length
+        cfg.data.targets_length = 0  # what the objective needs for those inputs
         cfg.model.overrides = model_overrides(point.model, scale)
         cfg.data.batch_size, cfg.data.pack = scale.batch_size, scale.pack
         cfg.train.num_steps, cfg.train.log_every = scale.pretrain_steps, scale.log_every
@@ -223,8 +209,6 @@ class Grid:
 
     def finetune_config(self, point: Point, scale: Scale, ft: Finetune) -> ml_collections.ConfigDict:
         pretrain = self.pretrain_config(point, scale)
-        if ft.mixture:
-            ensure_mixture(ft.task, ft.mixture)
         cfg = finetune_glue.get_config()
         cfg.model.name = pretrain.model.name
         cfg.model.overrides = pretrain.model.overrides.to_dict()

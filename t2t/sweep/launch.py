@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
-import json
 import os
 import pathlib
 import shlex
@@ -32,6 +31,8 @@ import threading
 import time
 from typing import Mapping, Sequence
 
+from t2t import fileio
+from t2t import workdir as layout
 from t2t.sweep import grid as grid_lib
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -76,7 +77,7 @@ def plan_point(grid: grid_lib.Grid, grid_ref: str, scale: str, point: str, root:
                                    [("init_from", pretrain_dir), *common]))
         args = ["--workdir", ft_dir, "--tasks", ",".join(ft.eval_tasks), "--split", "validation"]
         if s.eval_checkpoint == "best":
-            args += ["--checkpoint", f"{ft_dir}/best"]
+            args += ["--checkpoint", f"{ft_dir}/{layout.BEST}"]
         if s.eval_max_examples:
             args += ["--max_examples", str(s.eval_max_examples)]
         if data_dir:
@@ -101,7 +102,7 @@ def stage_finished(workdir, stage: Stage) -> bool:
     if stage.module != "t2t.train":
         return True
     steps = stage.config["train"]["num_steps"]
-    return (pathlib.Path(workdir) / stage.run_dir / "checkpoints" / str(steps)).is_dir()
+    return layout.checkpoint_dir(pathlib.Path(workdir) / stage.run_dir, steps).is_dir()
 
 
 def default_vocab(data_dir: str | None) -> str | None:
@@ -164,18 +165,8 @@ class TpuVmBackend:
 
 # ----------------------------------------------------------------------------- state files
 def write_json(path: pathlib.Path, data) -> None:
-    """Writes JSON atomically (a temporary file renamed into place)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True, default=str) + "\n")
-    os.replace(tmp, path)
-
-
-def read_json(path: pathlib.Path) -> dict | None:
-    try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
+    """Writes a sweep state file atomically (sorted keys; non-JSON values as strings)."""
+    fileio.atomic_write_json(path, data, sort_keys=True, default=str)
 
 
 def marker_path(workdir, point: str, stage: str) -> pathlib.Path:
@@ -214,7 +205,7 @@ def error_tail(path: pathlib.Path, lines: int = ERROR_TAIL_LINES) -> str:
 def check_sweep_file(workdir: pathlib.Path, info: dict) -> None:
     """Writes DIR/sweep.json, or checks that DIR holds a sweep of the same grid and scale."""
     path = workdir / "sweep.json"
-    old = read_json(path)
+    old = fileio.read_json(path)
     if old and (old.get("grid_name"), old.get("scale")) != (info["grid_name"], info["scale"]):
         raise ValueError(f"{path}: this folder holds grid {old.get('grid_name')!r} at scale "
                          f"{old.get('scale')!r}, not {info['grid_name']!r} at {info['scale']!r}; "
@@ -225,19 +216,19 @@ def check_sweep_file(workdir: pathlib.Path, info: dict) -> None:
 def point_summary(grid: grid_lib.Grid, scale: str, point: str, stages: Sequence[Stage],
                   argvs: Sequence[Sequence[str]]) -> dict:
     """point.json: the point, its model size and cost, and every stage's config and command."""
-    from t2t.data import registry
+    from t2t import pairing
     from t2t.models import variants
-    from t2t.train import loop
 
     p = grid.point(point)
     cfg = grid.config(scale, point, "pretrain")
     model_cfg = variants.get_model_config(cfg.model.name, **cfg.model.overrides.to_dict())
-    converter = loop.resolve_converter(cfg, model_cfg, registry.get_task_or_mixture(cfg.data.task))
-    flops = loop.flops_per_step(model_cfg, converter, loop.sequence_lengths(cfg), 1)
+    data = pairing.resolve(cfg, model_cfg)
+    converter = data.converter
+    flops = pairing.flops_per_step(model_cfg, converter, data.lengths, 1)
     return {"name": p.name, "grid": grid.name, "scale": scale, "model": p.model,
             "objective": p.objective, "objective_kwargs": dict(p.objective_kwargs),
             "overrides": dict(p.overrides), "description": p.description,
-            "pretrain_task": cfg.data.task, "converter": converter,
+            "pretrain_task": data.task.name, "converter": converter,
             "params": variants.count_params(model_cfg), "flops_per_example": flops,
             "pretrain_steps": cfg.train.num_steps, "pretrain_batch_size": cfg.data.batch_size,
             "stages": {s.name: {"argv": list(a), "run_dir": s.run_dir, "config": s.config}
@@ -283,7 +274,7 @@ class Runner:
     # ---- one point
     def run_point(self, point: str) -> str:
         """Runs the point's unfinished stages; returns done, failed, interrupted or busy."""
-        status = read_json(self.workdir / point / "status.json") or {}
+        status = fileio.read_json(self.workdir / point / "status.json") or {}
         if status.get("state") == "running" and pid_alive(status.get("pid"), status.get("host")):
             return "busy"  # another sweep process is running it
         for stage in self.plans[point]:

@@ -7,9 +7,10 @@ and pending (nothing finished yet).
 from __future__ import annotations
 
 import dataclasses
-import json
 import pathlib
 
+from t2t import fileio
+from t2t import workdir as layout
 from t2t.sweep import launch
 
 
@@ -25,34 +26,19 @@ class PointStatus:
     error: str = ""              # failed: the log's last lines
 
 
-def read_jsonl(path: pathlib.Path) -> list[dict]:
-    """Records of a JSONL file; a line cut off by a crash is skipped."""
-    out = []
-    try:
-        lines = path.read_text().splitlines()
-    except FileNotFoundError:
-        return out
-    for line in lines:
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return out
-
-
 def latest_eval(run_dir: pathlib.Path) -> tuple[str, dict[str, dict]] | None:
     """(label, {file stem: eval JSON}) of eval/best/, else of the highest eval/<step>/."""
-    folders = [p for p in (run_dir / "eval").glob("*") if p.is_dir() and any(p.glob("*.json"))]
+    folders = [p for p in layout.eval_root(run_dir).glob("*") if p.is_dir() and any(p.glob("*.json"))]
     if not folders:
         return None
-    folder = max(folders, key=lambda p: (p.name == "best", int(p.name) if p.name.isdigit() else -1,
+    folder = max(folders, key=lambda p: (p.name == layout.BEST, int(p.name) if p.name.isdigit() else -1,
                                          p.stat().st_mtime))
-    files = {f.name[:-len(".json")]: launch.read_json(f) for f in sorted(folder.glob("*.json"))}
+    files = {f.name[:-len(".json")]: fileio.read_json(f) for f in sorted(folder.glob("*.json"))}
     return folder.name, {k: v for k, v in files.items() if v and "metrics" in v}
 
 
 def _train_progress(run_dir: pathlib.Path) -> tuple[int | None, str]:
-    records = [r for r in read_jsonl(run_dir / "metrics.jsonl") if r.get("split") == "train"]
+    records = [r for r in layout.read_metrics(run_dir, skip_malformed=True) if r.get("split") == "train"]
     if not records:
         return None, ""
     last = records[-1]
@@ -74,8 +60,8 @@ def point_status(workdir: pathlib.Path, name: str, stage_names: list[str]) -> Po
     """The state of one point from its status.json, stage markers and run folders."""
     point_dir = workdir / name
     done = [s for s in stage_names if launch.marker_path(workdir, name, s).exists()]
-    status = launch.read_json(point_dir / "status.json") or {}
-    info = launch.read_json(point_dir / "point.json") or {}
+    status = fileio.read_json(point_dir / "status.json") or {}
+    info = fileio.read_json(point_dir / "point.json") or {}
     state = status.get("state", "pending")
     nxt = next((s for s in stage_names if s not in done), "")
     if len(done) == len(stage_names) and stage_names:
@@ -98,7 +84,7 @@ def point_status(workdir: pathlib.Path, name: str, stage_names: list[str]) -> Po
 def sweep_status(workdir) -> tuple[dict, list[PointStatus]]:
     """(sweep.json, the status of every point of the sweep in grid order)."""
     workdir = pathlib.Path(workdir)
-    sweep = launch.read_json(workdir / "sweep.json")
+    sweep = fileio.read_json(workdir / "sweep.json")
     if sweep is None:
         raise FileNotFoundError(f"{workdir / 'sweep.json'} not found: --workdir must be a folder "
                                 "that `python -m t2t.sweep --grid ...` has run in")

@@ -97,7 +97,7 @@ def main(argv) -> None:
     except loop.NonFiniteLossError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(3)
-    from t2t.train.metrics import read_metrics
+    from t2t.workdir import read_metrics
 
     train = [r for r in read_metrics(FLAGS.workdir) if r["split"] == "train"]
     summary = f"done: step {result['step']} in {FLAGS.workdir}"

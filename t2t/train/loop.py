@@ -10,7 +10,6 @@ import dataclasses
 import functools
 import gc
 import math
-import os
 import pathlib
 import signal
 import time
@@ -22,15 +21,17 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from t2t.data import pipeline, registry
-from t2t.data.vocab import SentencePieceVocabulary
+from t2t import fileio, pairing, sharding
+from t2t import workdir as layout
+from t2t.data import pipeline
 from t2t.models import variants
 from t2t.models.model import build_model
-from t2t.train import checkpoint as ckpt_lib
 from t2t.train import finetune
 from t2t.train import metrics as metrics_lib
-from t2t.train import optim, partitioning
+from t2t.train import optim
 from t2t.train import step as step_lib
+from t2t.workdir import checkpointer as ckpt_lib
+from t2t.workdir import restore
 
 
 class NonFiniteLossError(RuntimeError):
@@ -38,96 +39,19 @@ class NonFiniteLossError(RuntimeError):
 
 
 # ----------------------------------------------------------------------------- data
-def resolve_converter(cfg, model_cfg, task) -> str:
-    """`data.converter`, or the natural one for the architecture and the task's features."""
-    if cfg.data.converter != "auto":
-        return cfg.data.converter
-    if model_cfg.architecture == "encoder_decoder":
-        return "enc_dec"
-    if model_cfg.architecture == "encoder_only":
-        return "enc_only"
-    if isinstance(task, registry.Mixture):
-        task = task.first_task()
-    return "prefix_lm" if "inputs" in task.output_features else "lm"
-
-
-def sequence_lengths(cfg) -> dict[str, int]:
-    return {"inputs": int(cfg.data.inputs_length), "targets": int(cfg.data.targets_length)}
-
-
-def batch_shapes(converter: str, lengths, batch_size: int, pack: bool) -> dict[str, tuple]:
-    """Global shapes of every batch key the converter emits."""
-    li, lt = lengths["inputs"], lengths["targets"]
-    if converter == "enc_dec":
-        keys = {"encoder_input_tokens": li, "decoder_input_tokens": lt, "decoder_target_tokens": lt,
-                "decoder_loss_weights": lt}
-        if pack:
-            keys.update(encoder_segment_ids=li, encoder_positions=li, decoder_segment_ids=lt,
-                        decoder_positions=lt)
-    elif converter in ("lm", "prefix_lm"):
-        n = lt if converter == "lm" else li + lt
-        keys = dict.fromkeys(("decoder_input_tokens", "decoder_target_tokens", "decoder_loss_weights",
-                              "decoder_causal_attention"), n)
-        if pack:
-            keys.update(decoder_segment_ids=n, decoder_positions=n)
-    else:
-        keys = dict.fromkeys(("encoder_input_tokens", "decoder_target_tokens", "decoder_loss_weights"), li)
-        if pack:
-            keys.update(encoder_segment_ids=li, encoder_positions=li)
-    return {k: (batch_size, n) for k, n in keys.items()}
-
-
-def make_datasets(cfg, converter: str, vocab, shard):
-    common = dict(sequence_length=sequence_lengths(cfg), global_batch_size=cfg.data.batch_size,
-                  converter=converter, pack=cfg.data.pack, seed=cfg.seed,
-                  data_dir=cfg.data.data_dir or None, vocabulary=vocab, shard=shard,
-                  num_shards=cfg.data.num_shards)
-    train = pipeline.get_dataset(cfg.data.task, cfg.data.split, shuffle=True, num_epochs=None,
+def make_datasets(cfg, data: pairing.RunData, shard):
+    """(train loader, a function making a fresh eval loader) for the run's data."""
+    common = dict(sequence_length=data.lengths, global_batch_size=cfg.data.batch_size,
+                  converter=data.converter, pack=cfg.data.pack, seed=cfg.seed,
+                  data_dir=cfg.data.data_dir or None, vocabulary=data.vocab_override,
+                  shard=shard, num_shards=cfg.data.num_shards)
+    train = pipeline.get_dataset(data.task, cfg.data.split, shuffle=True, num_epochs=None,
                                  num_workers=cfg.data.num_workers, **common)
 
     def make_eval():
-        return pipeline.get_dataset(cfg.data.task, cfg.data.eval_split, shuffle=False,
+        return pipeline.get_dataset(data.task, cfg.data.eval_split, shuffle=False,
                                     num_epochs=None, **common)
     return train, make_eval
-
-
-# ----------------------------------------------------------------------------- flops
-def flops_per_step(model_cfg, converter: str, lengths, batch_size: int) -> float:
-    li, lt = lengths["inputs"], lengths["targets"]
-    if converter == "lm":
-        return variants.flops_per_token(model_cfg, 0, lt) * batch_size * lt
-    if converter == "enc_only":
-        return variants.flops_per_token(model_cfg, li, li) * batch_size * li
-    return variants.flops_per_token(model_cfg, li, lt) * batch_size * lt
-
-
-# ----------------------------------------------------------------------------- state
-def load_init_params(path: str, abstract_params, shardings, step: int | None = None):
-    """Params from a t2t checkpoint dir (latest or given step) or a converted model dir (params/)."""
-    path = os.path.abspath(path)
-    ckpt_dir = os.path.join(path, "checkpoints")
-    import orbax.checkpoint as ocp
-    target = ckpt_lib.abstract_with_shardings(abstract_params, shardings)
-    if os.path.isdir(ckpt_dir):
-        manager = ckpt_lib.Checkpointer(ckpt_dir, async_save=False)
-        step = manager.latest_step() if step is None else step
-        if step is None:
-            raise FileNotFoundError(f"init_from={path}: no complete checkpoint in {ckpt_dir}")
-        if step not in manager.all_steps():
-            raise FileNotFoundError(f"{ckpt_dir}: no checkpoint at step {step}; it has steps "
-                                    f"{manager.all_steps()}")
-        # Only the params of the saved train state (its optimizer may differ from this run's).
-        item = {"params": target}
-        with ocp.PyTreeCheckpointer() as reader:
-            restored = reader.restore(os.path.join(ckpt_dir, str(step), "state"), args=ocp.args.PyTreeRestore(
-                item=item, restore_args=ocp.checkpoint_utils.construct_restore_args(item),
-                partial_restore=True))
-        return restored["params"]
-    params_dir = os.path.join(path, "params")
-    if os.path.isdir(params_dir):
-        return ocp.StandardCheckpointer().restore(params_dir, target)
-    raise FileNotFoundError(f"init_from={path}: expected a t2t workdir (with checkpoints/) or a "
-                            "converted model dir (with params/)")
 
 
 class _Preemption:
@@ -148,8 +72,9 @@ class _Preemption:
             signal.signal(signal.SIGTERM, self._previous)
 
 
-def _global_batch(local: dict, sharding) -> dict:
-    return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v)) for k, v in local.items()}
+def _global_batch(local: dict, batch_sharding) -> dict:
+    return {k: jax.make_array_from_process_local_data(batch_sharding, np.asarray(v))
+            for k, v in local.items()}
 
 
 def _check_finite(step: int, metrics: dict) -> None:
@@ -166,24 +91,19 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str
     primary = jax.process_index() == 0
     if primary:
         workdir.mkdir(parents=True, exist_ok=True)
-        _atomic_write(workdir / "config.json", cfg.to_json_best_effort(indent=2, sort_keys=True))
+        fileio.atomic_write_text(layout.config_path(workdir),
+                                 cfg.to_json_best_effort(indent=2, sort_keys=True))
 
     # ---- mesh
-    mesh = partitioning.make_mesh(cfg.mesh.to_dict())
-    batch_sharding = partitioning.batch_sharding(mesh)
+    mesh = sharding.make_mesh(cfg.mesh.to_dict())
+    batch_sharding = sharding.batch_sharding(mesh)
 
     # ---- data: task/mixture -> objective -> converter -> Grain loader, one shard per process
     model_cfg = variants.get_model_config(cfg.model.name, **cfg.model.overrides.to_dict())
-    task = registry.get_task_or_mixture(cfg.data.task)
-    converter = resolve_converter(cfg, model_cfg, task)
-    vocab = SentencePieceVocabulary(cfg.data.vocab) if cfg.data.vocab else None
-    task_vocab = vocab or _task_vocabulary(task)
-    if task_vocab.vocab_size > model_cfg.vocab_size:
-        raise ValueError(f"vocabulary has {task_vocab.vocab_size} ids but model.vocab_size is "
-                         f"{model_cfg.vocab_size}; set --config.model.overrides.vocab_size")
-    train_ds, make_eval = make_datasets(cfg, converter, vocab, (jax.process_index(), jax.process_count()))
+    data = pairing.resolve(cfg, model_cfg)  # task, converter, lengths; checks the pairing
+    train_ds, make_eval = make_datasets(cfg, data, (jax.process_index(), jax.process_count()))
     train_iter = iter(train_ds)
-    shapes = batch_shapes(converter, sequence_lengths(cfg), cfg.data.batch_size, cfg.data.pack)
+    shapes = data.batch_shapes(cfg.data.batch_size, cfg.data.pack)
 
     # ---- model and optimizer
     model = build_model(model_cfg)
@@ -192,10 +112,10 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str
 
     # ---- state: shardings from the logical annotations, then resume / init_from / init
     shardings = state_shardings(model, tx, shapes, mesh, jax.random.key(cfg.seed))
-    checkpointer = ckpt_lib.Checkpointer(workdir / "checkpoints", keep=cfg.checkpoint.keep,
+    checkpointer = ckpt_lib.Checkpointer(layout.checkpoints_dir(workdir), keep=cfg.checkpoint.keep,
                                          keep_every=cfg.checkpoint.keep_every or None,
                                          async_save=cfg.checkpoint.async_save)
-    with mesh, partitioning.rules_context(mesh):
+    with mesh, sharding.rules_context(mesh):
         state, start = initial_state(cfg, model, model_cfg, tx, shardings, checkpointer, train_iter,
                                      primary)
 
@@ -210,17 +130,16 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str
         eval_step = jax.jit(functools.partial(step_lib.eval_step, model=model),
                             in_shardings=(shardings.state.params, batch_sharding),
                             out_shardings=shardings.replicated)
-        task_eval = finetune.TaskEvaluation.from_config(cfg, model, model_cfg, task_vocab, workdir,
+        task_eval = finetune.TaskEvaluation.from_config(cfg, model, model_cfg, data.vocab, workdir,
                                                         sharding=batch_sharding, primary=primary)
 
         # ---- the loop: log, evaluate, checkpoint, stop on SIGTERM
         run = _Run(cfg=cfg, workdir=workdir, primary=primary, train_iter=train_iter,
                    make_eval=make_eval, batch_sharding=batch_sharding, train_step=train_step,
                    eval_step=eval_step, task_eval=task_eval, checkpointer=checkpointer,
-                   flops_per_step=flops_per_step(model_cfg, converter, sequence_lengths(cfg),
-                                                 cfg.data.batch_size),
-                   tokens_per_step=cfg.data.batch_size * sum(
-                       n for k, (_, n) in shapes.items() if k.endswith("input_tokens")),
+                   flops_per_step=pairing.flops_per_step(model_cfg, data.converter, data.lengths,
+                                                         cfg.data.batch_size),
+                   tokens_per_step=cfg.data.batch_size * data.spec.tokens_per_row(data.lengths),
                    compute_dtype=model_cfg.dtype)
         return run_loop(run, state, start)
 
@@ -236,13 +155,13 @@ class Shardings:
 
 def state_shardings(model, tx, shapes, mesh, init_key) -> Shardings:
     """Shapes and shardings of the train state, derived with eval_shape (nothing allocated)."""
-    example = {k: jnp.zeros((1,) + s[1:], jnp.int32) for k, s in shapes.items()}
+    example = {k: jnp.zeros((1,) + s.shape[1:], s.dtype) for k, s in shapes.items()}
     boxed = jax.eval_shape(model.init, init_key, example)
-    params_sh = partitioning.param_shardings(boxed, mesh)
+    params_sh = sharding.param_shardings(boxed, mesh)
     abstract_params = nn.unbox(boxed)
     abstract_state = jax.eval_shape(lambda p: step_lib.init_state(p, tx), abstract_params)
-    repl = partitioning.replicated(mesh)
-    opt_sh = partitioning.state_shardings(abstract_state.opt_state, abstract_params, params_sh, mesh)
+    repl = sharding.replicated(mesh)
+    opt_sh = sharding.state_shardings(abstract_state.opt_state, abstract_params, params_sh, mesh)
     return Shardings(step_lib.TrainState(step=repl, params=params_sh, opt_state=opt_sh),
                      abstract_state, example, init_key, repl)
 
@@ -257,8 +176,8 @@ def initial_state(cfg, model, model_cfg, tx, sh: Shardings, checkpointer, train_
         return state, start
     init_state = jax.jit(lambda p: step_lib.init_state(p, tx), out_shardings=sh.state)
     if cfg.init_from:  # fine-tuning: pretrained params, a fresh optimizer state
-        finetune.check_init_from(cfg.init_from, model_cfg)
-        params = load_init_params(cfg.init_from, sh.abstract_state.params, sh.state.params)
+        restore.check_init_from(cfg.init_from, model_cfg)
+        params = restore.load_params(cfg.init_from, sh.abstract_state.params, sh.state.params)
         _log(primary, f"initialised params from {cfg.init_from}")
         return init_state(params), 0
     init = jax.jit(lambda k: step_lib.init_state(nn.unbox(model.init(k, sh.example)), tx),
@@ -371,12 +290,6 @@ def _summarise(history, seconds_per_step, tokens_per_step, flops, dtype) -> dict
     return out
 
 
-def _task_vocabulary(task):
-    if isinstance(task, registry.Mixture):
-        task = task.first_task()
-    return next(f.vocabulary for f in task.output_features.values() if f.vocabulary is not None)
-
-
 def _line(record: dict) -> str:
     keys = ("loss", "accuracy", "learning_rate", "tokens_per_second", "mfu")
     parts = [f"{k}={record[k]:.4g}" for k in keys if k in record]
@@ -387,9 +300,3 @@ def _log(enabled: bool, message: str) -> None:
     if enabled:
         from tqdm import tqdm
         tqdm.write(message)
-
-
-def _atomic_write(path: pathlib.Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)

@@ -22,6 +22,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from t2t import fileio
+from t2t import workdir as layout
+
 # Dense bf16 peak FLOP/s per chip, from vendor datasheets.
 PEAK_FLOPS = {
     "TPU v2": 45e12, "TPU v3": 123e12, "TPU v4": 275e12, "TPU v5 lite": 197e12, "TPU v5e": 197e12,
@@ -86,17 +89,14 @@ def cpu_peak_flops(dtype="float32") -> float:
     cache = _cpu_peak_cache()
     key = f"{_cpu_model()}:{os.cpu_count()}:{name}"
     try:
-        table = json.loads(cache.read_text())
+        table = fileio.read_json(cache, default={})
     except (OSError, ValueError):
         table = {}
     best = max(measured, float(table.get(key, 0.0)))
     if table.get(key) != best:
         table[key] = best
         try:
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(table))
-            os.replace(tmp, cache)
+            fileio.atomic_write_json(cache, table, indent=None)
         except OSError:
             pass  # a read-only home: the measurement still serves this process
     _CPU_PEAKS[name] = best
@@ -127,18 +127,18 @@ def _summary_writer(logdir: pathlib.Path):
 
 
 class MetricsWriter:
-    """Appends one JSON object per log step to metrics.jsonl and mirrors to TensorBoard.
+    """Appends one JSON object per log step to <workdir>/metrics.jsonl and mirrors to TensorBoard.
 
     Only the primary process (process 0) writes.
     """
 
     def __init__(self, workdir: str | os.PathLike, primary: bool = True):
         self.primary = primary
-        self.path = pathlib.Path(workdir) / "metrics.jsonl"
+        self.path = layout.metrics_path(workdir)
         self._tb = None
         if primary:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._tb = _summary_writer(pathlib.Path(workdir) / "tensorboard")
+            self._tb = _summary_writer(layout.tensorboard_dir(workdir))
 
     def write(self, step: int, values: dict, split: str = "train") -> dict:
         record = {"step": int(step), "split": split,
@@ -160,11 +160,6 @@ class MetricsWriter:
 def _scalar(v):
     v = np.asarray(v)
     return float(v) if v.dtype.kind == "f" else int(v)
-
-
-def read_metrics(workdir) -> list[dict]:
-    path = pathlib.Path(workdir) / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
 
 
 def progress_bar(total: int, initial: int):

@@ -8,8 +8,9 @@ import types
 
 import pytest
 
-from t2t import c4 as c4_cli
-from t2t.data import c4
+from t2t import clean_c4 as c4_cli
+from t2t.data import c4_cleaning as c4
+import t2t.tasks  # noqa: F401  (registers the built-in tasks)
 
 GOOD = ["The first sentence of this page is long enough.",
         "A second sentence follows it on the next line.",

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from t2t.data import converters
+import t2t.tasks  # noqa: F401  (registers the built-in tasks)
 
 PACKED = ("segment_ids", "positions")
 
@@ -117,26 +118,39 @@ def test_encoder_only_packed():
 
 
 # ------------------------------------------------------------------ the batch-key contract
+ENC_DEC_KEYS = ("encoder_input_tokens", "decoder_input_tokens", "decoder_target_tokens",
+                "decoder_loss_weights")
+DECODER_ONLY_KEYS = ("decoder_input_tokens", "decoder_target_tokens", "decoder_loss_weights",
+                     "decoder_causal_attention")
+ENC_ONLY_KEYS = ("encoder_input_tokens", "encoder_target_tokens", "encoder_loss_weights")
+
+
 @pytest.mark.parametrize("name,keys,prefixes", [
-    ("enc_dec", converters.ENC_DEC_KEYS, ("encoder", "decoder")),
-    ("lm", converters.DECODER_ONLY_KEYS, ("decoder",)),
-    ("prefix_lm", converters.DECODER_ONLY_KEYS, ("decoder",)),
-    ("enc_only", converters.ENC_ONLY_KEYS, ("encoder",))])
+    ("enc_dec", ENC_DEC_KEYS, ("encoder", "decoder")),
+    ("lm", DECODER_ONLY_KEYS, ("decoder",)),
+    ("prefix_lm", DECODER_ONLY_KEYS, ("decoder",)),
+    ("enc_only", ENC_ONLY_KEYS, ("encoder",))])
 @pytest.mark.parametrize("pack", [False, True])
 def test_batch_keys_and_dtypes(name, keys, prefixes, pack):
+    """The DESIGN.md batch contract, written out here by hand, is what the converters emit
+    and what their spec (t2t/batch_spec.py) states, shapes and dtypes included."""
     lengths = {"inputs": 16, "targets": 16}
     ds = grain.MapDataset.source([{"inputs": np.array([5, 6, 1]), "targets": np.array([5, 7, 1])}])
-    (row,) = list(converters.get_converter(name, pack=pack)(ds, lengths))
+    converter = converters.get_converter(name, pack=pack)
+    (row,) = list(converter(ds, lengths))
     expected = set(keys) | ({f"{p}_{k}" for p in prefixes for k in PACKED} if pack else set())
     assert set(row) == expected
     assert all(v.dtype == np.int32 and v.ndim == 1 for v in row.values())
+    spec = converter.batch_shapes(lengths, 3)
+    assert {k: ((3,) + row[k].shape, row[k].dtype) for k in row} == {
+        k: (s.shape, s.dtype) for k, s in spec.items()}
 
 
 def test_unknown_converter_and_missing_lengths():
-    with pytest.raises(KeyError, match=r"unknown feature converter 'encdec'; known: \['enc_dec', 'enc_only'"):
+    with pytest.raises(ValueError, match=r"unknown feature converter 'encdec'; known: \['enc_dec', 'enc_only'"):
         converters.get_converter("encdec")
     ds = grain.MapDataset.source([{"inputs": np.array([5, 1]), "targets": np.array([5, 1])}])
-    with pytest.raises(ValueError, match=r"encoder-decoder converter needs sequence lengths for \['targets'\]"):
+    with pytest.raises(ValueError, match=r"enc_dec converter needs sequence lengths for \['targets'\], got {'inputs': 8}"):
         converters.get_converter("enc_dec")(ds, {"inputs": 8})
 
 

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 from t2t.data import registry, sources
-from t2t.data.tasks import formats, glue
+from t2t.tasks import formats, glue
 from t2t.data.vocab import SentencePieceVocabulary
 from t2t.eval import evaluator
+import t2t.tasks  # noqa: F401  (registers the built-in tasks)
 
 GLUE_VALIDATION_COUNTS = {
     ("glue_cola", "validation"): 1043, ("glue_sst2", "validation"): 872, ("glue_mrpc", "validation"): 408,

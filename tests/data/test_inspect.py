@@ -10,6 +10,7 @@ import pytest
 from t2t import inspect as inspect_cli
 from t2t.data import registry, sources
 from t2t.data.vocab import SentencePieceVocabulary
+import t2t.tasks  # noqa: F401  (registers the built-in tasks)
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 

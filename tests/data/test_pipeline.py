@@ -5,7 +5,9 @@ import json
 import numpy as np
 import pytest
 
+from t2t import batch_spec
 from t2t.data import converters, pipeline, registry
+import t2t.tasks  # noqa: F401  (registers the built-in tasks)
 
 LENGTHS = {"inputs": 64, "targets": 14}  # random_spans_helper(64) == (70, 14)
 
@@ -46,7 +48,7 @@ def _assert_restores(ds, skip=3, n=3, through_json=True):
 def test_builtin_batches_follow_the_contract(builtin_vocab):
     (batch,) = _take(iter(_builtin()), 1)
     packed = {f"{p}_{k}" for p in ("encoder", "decoder") for k in ("segment_ids", "positions")}
-    assert set(batch) == set(converters.ENC_DEC_KEYS) | packed
+    assert set(batch) == set(batch_spec.get("enc_dec").key_names()) | packed
     assert batch["encoder_input_tokens"].shape == (4, 64) and batch["decoder_target_tokens"].shape == (4, 14)
     # Chunks are cut to the helper's raw length, so every encoder row is one full example.
     assert (batch["encoder_input_tokens"] != 0).all() and (batch["encoder_segment_ids"] == 1).all()
@@ -107,7 +109,7 @@ def test_mixture_through_the_loader(builtin_vocab):
     ds = pipeline.get_dataset("builtin_denoise_mix", "train", sequence_length={"inputs": 64, "targets": 64},
                               global_batch_size=4, shard=(0, 1), seed=5)
     (batch,) = _take(iter(ds), 1)
-    assert batch["encoder_input_tokens"].shape == (4, 64) and set(batch) == set(converters.ENC_DEC_KEYS)
+    assert batch["encoder_input_tokens"].shape == (4, 64) and set(batch) == set(batch_spec.get("enc_dec").key_names())
     _assert_restores(ds, skip=2, n=2)
 
 

@@ -6,8 +6,9 @@ import json
 import pytest
 
 from t2t.data import registry, sources
-from t2t.data.tasks import formats, superglue
+from t2t.tasks import formats, superglue
 from t2t.eval import evaluator
+import t2t.tasks  # noqa: F401  (registers the built-in tasks)
 
 VALIDATION_COUNTS = {
     ("super_glue_boolq", "validation"): 3270, ("super_glue_cb", "validation"): 56,

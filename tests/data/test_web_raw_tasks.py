@@ -2,7 +2,8 @@
 import gzip
 import json
 
-from t2t.data import c4, registry
+from t2t.data import c4_cleaning as c4, registry
+import t2t.tasks  # noqa: F401  (registers the built-in tasks)
 
 
 def test_registry_task_cleans_like_the_command(data_dir):

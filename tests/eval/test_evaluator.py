@@ -6,6 +6,7 @@ import pytest
 
 from t2t.data import registry, sources
 from t2t.eval import evaluator
+import t2t.tasks  # noqa: F401  (registers the built-in tasks)
 
 
 def in_memory(name, **splits):

@@ -9,8 +9,8 @@ import pytest
 
 from configs import finetune_glue, tiny_test
 from t2t import evaluate
-from t2t.train import finetune, loop
-from t2t.train.metrics import read_metrics
+from t2t.train import loop
+from t2t.workdir import read_metrics, restore
 
 pytestmark = pytest.mark.usefixtures("fast_compile")
 
@@ -24,6 +24,7 @@ def pretrained(tmp_path_factory, data_dir, t5_vocab_path):
     cfg = tiny_test.get_config()
     cfg.model.overrides = dict(MODEL)
     cfg.data.task, cfg.data.vocab, cfg.data.data_dir = "c4_span_corruption", str(t5_vocab_path), str(data_dir)
+    cfg.data.corpus = ""  # the registered task, not tiny_test's corpus + objective
     cfg.train.num_steps = cfg.checkpoint.every_steps = 2
     cfg.checkpoint.async_save = False
     workdir = tmp_path_factory.mktemp("pretrained")
@@ -128,22 +129,22 @@ def test_evaluate_the_best_params_directory(finetuned, capsys):
 def test_init_from_reads_a_workdir_and_a_converted_checkpoint(pretrained, finetuned, data_dir, t5_vocab_path,
                                                               tmp_path):
     from t2t.eval import run as run_lib
-    from t2t.models import convert
+    from t2t.workdir import model_dir
 
     run = run_lib.load_run(pretrained, vocab=str(t5_vocab_path))  # restores as init_from does
     _assert_same_tree(run.params, _checkpoint_params(pretrained, 2))
-    convert.save_checkpoint(tmp_path / "converted", run.model_cfg, run.params)  # t2t.convert's layout
+    model_dir.save_checkpoint(tmp_path / "converted", run.model_cfg, run.params)  # t2t.convert's layout
     _assert_same_tree(run_lib.load_run(pretrained, tmp_path / "converted").params, run.params)
     model_cfg = run.model_cfg.copy_and_resolve_references()
     model_cfg.dropout_rate = 0.1
     for path in (pretrained, tmp_path / "converted", finetuned / "best"):
-        finetune.check_init_from(path, model_cfg)  # dropout may differ
+        restore.check_init_from(path, model_cfg)  # dropout may differ
     with pytest.raises(ValueError, match=r"init_from=.*pretrained.*differs from this run's model in "
                                          r"d_model=32 there, 16 here"):
         loop.train_and_evaluate(_finetune_config(pretrained, data_dir, t5_vocab_path, d_model=16),
                                 str(tmp_path / "mismatch"))
     with pytest.raises(FileNotFoundError, match="expected a t2t workdir .* or a converted model dir"):
-        finetune.check_init_from(data_dir, model_cfg)
+        restore.check_init_from(data_dir, model_cfg)
 
 
 @pytest.mark.parametrize("args,message", [

@@ -12,7 +12,8 @@ from t2t.data import vocab as vocab_lib
 from t2t.eval import inference
 from t2t.models.model import build_model
 from t2t.models.variants import get_model_config
-from t2t.train import partitioning
+from t2t import sharding
+import t2t.tasks  # noqa: F401  (registers the built-in tasks)
 
 pytestmark = pytest.mark.usefixtures("fast_compile")
 
@@ -128,9 +129,9 @@ def test_rank_classification_picks_the_best_model_score(setup, rte):
 
 def test_rows_sharded_over_devices_give_the_same_scores(setup):
     model, params, runner, examples = setup
-    mesh = partitioning.make_mesh({"data": 2})
+    mesh = sharding.make_mesh({"data": 2})
     sharded = inference.Inference(model, runner.vocab, sequence_length=LENGTHS, batch_size=3,
-                                  sharding=partitioning.batch_sharding(mesh))
+                                  sharding=sharding.batch_sharding(mesh))
     assert sharded.batch_size == 4  # rounded up to a multiple of the 2 row shards
     targets = ["entailment", "not_entailment", "entailment", "x", "entailment"]
     np.testing.assert_allclose(sharded.score(params, examples, targets),

@@ -4,7 +4,7 @@ import pytest
 from scipy import stats
 from sklearn import metrics as skm
 
-from t2t.eval import metrics, postprocess
+from t2t.tasks import metrics, postprocess
 
 @pytest.mark.parametrize("seed", range(3))
 def test_classification_metrics_match_sklearn(seed):

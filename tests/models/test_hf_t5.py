@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 
 from t2t import convert as convert_cli
-from t2t.models import convert
+from t2t.models import hf_t5 as convert
 from t2t.models.model import build_model
 from t2t.models.variants import get_model_config
+from t2t.workdir import model_dir
 
 from model_testing import fast_jit
 
@@ -118,7 +119,7 @@ def test_convert_cli_round_trips_are_exact(tmp_path):
     stored = json.loads((tmp_path / "t2t" / "model_config.json").read_text())
     assert (stored["architecture"], stored["activation"], stored["tie_embeddings"]) == (
         "encoder_decoder", cfg.activation, cfg.tie_embeddings)
-    cfg2, params2 = convert.load_checkpoint(tmp_path / "t2t")
+    cfg2, params2 = model_dir.load_checkpoint(tmp_path / "t2t")
     assert cfg2.to_dict() == cfg.to_dict()
     jax.tree.map(np.testing.assert_array_equal, params2, params)
     assert convert_cli.main(["--from", "t2t", "--to", "hf", "--src", str(tmp_path / "t2t"),

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
 
-from t2t.models import convert, scan, variants
+from t2t.models import hf_t5 as convert, scan, variants
+from t2t.workdir import model_dir
 from t2t.models.model import build_model, cross_entropy
 
 from model_testing import enc_dec_batch, fast_jit, prefix_lm_batch
@@ -124,9 +125,9 @@ def test_scanned_params_count_and_partition_specs():
     assert specs["decoder"]["layers"]["self_attention"]["query"]["kernel"] == P(
         "layers", "embed", "heads", "kv")
     assert specs["decoder"]["relpos_bias"]["rel_embedding"] == P("heads", "relpos_buckets")
-    from t2t.train import partitioning
-    mesh = partitioning.make_mesh({"data": 2, "fsdp": 2, "tensor": 2})
-    shardings = partitioning.param_shardings(boxed, mesh)
+    from t2t import sharding as sharding_lib
+    mesh = sharding_lib.make_mesh({"data": 2, "fsdp": 2, "tensor": 2})
+    shardings = sharding_lib.param_shardings(boxed, mesh)
     assert shardings["encoder"]["layers"]["mlp"]["wi"]["kernel"].spec == P(None, "fsdp", "tensor")
     for sharding, leaf in zip(jax.tree.leaves(shardings), jax.tree.leaves(nn.unbox(boxed))):
         assert len(sharding.spec) == leaf.ndim
@@ -171,7 +172,7 @@ def test_hf_round_trip_with_scanned_config(tmp_path):
     got = fast_jit(build_model(cfg).logits)(params, batch)
     valid = batch["decoder_target_tokens"] > 0  # t2t masks the padded decoder positions
     np.testing.assert_allclose(np.asarray(got)[valid], expected[valid], atol=1e-4)
-    convert.save_checkpoint(tmp_path / "t2t", cfg, params)
+    model_dir.save_checkpoint(tmp_path / "t2t", cfg, params)
     assert convert_cli.main(["--from", "t2t", "--src", str(tmp_path / "t2t"),
                              "--dst", str(tmp_path / "hf")]) == 0
     _, back = convert.load_hf_checkpoint(tmp_path / "hf", scan_layers=True)

@@ -9,9 +9,9 @@ from scipy.special import log_softmax
 
 from t2t import score as score_cli
 from t2t.data import vocab as vocab_lib
-from t2t.models import convert
 from t2t.models.model import build_model, example_batch
 from t2t.models.variants import get_model_config
+from t2t.workdir import model_dir
 
 from model_testing import fast_jit, shift_right
 
@@ -29,7 +29,7 @@ def _checkpoint(tmp_path, name, vocab_size):
     cfg = get_model_config(name, vocab_size=vocab_size)
     model = build_model(cfg)
     params = fast_jit(model.init)(jax.random.PRNGKey(0), example_batch(cfg.architecture))
-    convert.save_checkpoint(tmp_path / name, cfg, params)
+    model_dir.save_checkpoint(tmp_path / name, cfg, params)
     return model, params
 
 

@@ -5,10 +5,11 @@ from absl import flags
 from ml_collections import config_flags
 
 from t2t.data import objectives, registry
-from t2t.data.tasks import c4
+from t2t.tasks import pretraining
 from t2t.data.vocab import SentencePieceVocabulary
 from t2t.models import variants
 from t2t.sweep import grid as grid_lib
+import t2t.tasks  # noqa: F401  (registers the built-in tasks)
 
 from sweep_testing import REPO
 

@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 
 from t2t import results as results_cli
-from t2t.eval import metrics as metrics_lib
+from t2t.tasks import metrics as metrics_lib
 from t2t.models import variants
-from t2t.sweep import launch, results
+from t2t.sweep import launch, table as results
 
 
 def write_eval(run_dir, label, task, metrics, split="validation"):

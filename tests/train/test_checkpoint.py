@@ -15,7 +15,7 @@ import orbax.checkpoint as ocp
 import pytest
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from t2t.train import checkpoint as ckpt_lib
+from t2t.workdir import checkpointer as ckpt_lib
 
 
 def _state():

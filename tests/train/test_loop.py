@@ -16,7 +16,7 @@ import pytest
 from configs import tiny_test
 from tests.conftest import xla_flags
 from t2t.train import loop
-from t2t.train.metrics import read_metrics
+from t2t.workdir import read_metrics
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 # 4 devices, 2 fixed data shards: comparable with 2 processes x 2 devices.

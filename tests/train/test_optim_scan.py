@@ -14,7 +14,8 @@ from jax.sharding import PartitionSpec as P
 from t2t.models import variants
 from t2t.models.model import build_model
 from t2t.models.scan import stack_layers
-from t2t.train import optim, partitioning
+from t2t import sharding
+from t2t.train import optim
 from t2t.train import step as step_lib
 
 B, LI, LT, STEPS = 4, 16, 8, 3
@@ -67,21 +68,21 @@ def _train(scan, optimizer, stacked, mesh_shape=None):
         for batch in _batches():
             state, _ = step(state, batch, jax.random.key(1))
         return state
-    mesh = partitioning.make_mesh(mesh_shape)
+    mesh = sharding.make_mesh(mesh_shape)
     example = {k: jnp.asarray(v) for k, v in _batches()[0].items()}
     boxed = jax.eval_shape(model.init, jax.random.key(0), example)
-    params_sh = partitioning.param_shardings(boxed, mesh)
+    params_sh = sharding.param_shardings(boxed, mesh)
     abstract = jax.eval_shape(lambda p: step_lib.init_state(p, tx), nn.unbox(boxed))
     state_sh = step_lib.TrainState(
-        step=partitioning.replicated(mesh), params=params_sh,
-        opt_state=partitioning.state_shardings(abstract.opt_state, abstract.params, params_sh,
+        step=sharding.replicated(mesh), params=params_sh,
+        opt_state=sharding.state_shardings(abstract.opt_state, abstract.params, params_sh,
                                                mesh))
-    with mesh, partitioning.rules_context(mesh):
+    with mesh, sharding.rules_context(mesh):
         state = jax.jit(lambda p: step_lib.init_state(p, tx), out_shardings=state_sh)(params)
-        step = jax.jit(step, in_shardings=(state_sh, partitioning.batch_sharding(mesh), None),
+        step = jax.jit(step, in_shardings=(state_sh, sharding.batch_sharding(mesh), None),
                        out_shardings=(state_sh, None))
         for batch in _batches():
-            state, _ = step(state, jax.device_put(batch, partitioning.batch_sharding(mesh)),
+            state, _ = step(state, jax.device_put(batch, sharding.batch_sharding(mesh)),
                             jax.random.key(1))
     return state
 

@@ -13,7 +13,8 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from t2t.models import variants
 from t2t.models.model import build_model
-from t2t.train import optim, partitioning
+from t2t import sharding
+from t2t.train import optim
 from t2t.train import step as step_lib
 
 B, LI, LT = 8, 16, 8
@@ -43,23 +44,23 @@ def _setup(optimizer: str, dtype: str = "float32"):
 
 def _one_step(mesh_shape, num_microbatches=1, optimizer="adafactor", dtype="float32"):
     model, tx, lr = _setup(optimizer, dtype)
-    mesh = partitioning.make_mesh(mesh_shape)
+    mesh = sharding.make_mesh(mesh_shape)
     example = {k: jnp.asarray(v) for k, v in _batch().items()}
     boxed = jax.eval_shape(model.init, jax.random.key(0), example)
-    params_sh = partitioning.param_shardings(boxed, mesh)
+    params_sh = sharding.param_shardings(boxed, mesh)
     abstract = nn.unbox(boxed)
     abstract_state = jax.eval_shape(lambda p: step_lib.init_state(p, tx), abstract)
     state_sh = step_lib.TrainState(
-        step=partitioning.replicated(mesh), params=params_sh,
-        opt_state=partitioning.state_shardings(abstract_state.opt_state, abstract, params_sh, mesh))
-    with mesh, partitioning.rules_context(mesh):
+        step=sharding.replicated(mesh), params=params_sh,
+        opt_state=sharding.state_shardings(abstract_state.opt_state, abstract, params_sh, mesh))
+    with mesh, sharding.rules_context(mesh):
         state = jax.jit(lambda k: step_lib.init_state(nn.unbox(model.init(k, example)), tx),
                         out_shardings=state_sh)(jax.random.key(0))
         step = jax.jit(functools.partial(step_lib.train_step, model=model, tx=tx, lr_schedule=lr,
                                          num_microbatches=num_microbatches),
-                       in_shardings=(state_sh, partitioning.batch_sharding(mesh), None),
+                       in_shardings=(state_sh, sharding.batch_sharding(mesh), None),
                        out_shardings=(state_sh, None))
-        batch = jax.device_put(example, partitioning.batch_sharding(mesh))
+        batch = jax.device_put(example, sharding.batch_sharding(mesh))
         new_state, metrics = step(state, batch, jax.random.key(1))
     return new_state, jax.device_get(metrics)
 
@@ -120,20 +121,20 @@ def test_gradient_accumulation_equals_big_batch():
 
 
 def test_mesh_errors_and_rest_axis():
-    assert partitioning.make_mesh({"data": -1, "fsdp": 2, "tensor": 1}).shape == {
+    assert sharding.make_mesh({"data": -1, "fsdp": 2, "tensor": 1}).shape == {
         "data": 4, "fsdp": 2, "tensor": 1}
     with pytest.raises(ValueError, match="at most one axis"):
-        partitioning.make_mesh({"data": -1, "fsdp": -1})
+        sharding.make_mesh({"data": -1, "fsdp": -1})
     with pytest.raises(ValueError, match="needs 16 devices"):
-        partitioning.make_mesh({"data": 16})
+        sharding.make_mesh({"data": 16})
 
 
 def test_factored_adafactor_state_follows_param_sharding():
-    mesh = partitioning.make_mesh({"data": 1, "fsdp": 2, "tensor": 4})
+    mesh = sharding.make_mesh({"data": 1, "fsdp": 2, "tensor": 4})
     params = {"w": jax.ShapeDtypeStruct((256, 512), jnp.float32)}
     shardings = {"w": NamedSharding(mesh, P("fsdp", "tensor"))}
     tx = optax.adafactor(1e-3, min_dim_size_to_factor=128)
-    out = partitioning.state_shardings(jax.eval_shape(tx.init, params), params, shardings, mesh)
+    out = sharding.state_shardings(jax.eval_shape(tx.init, params), params, shardings, mesh)
     specs = {tuple(s.spec) for s in jax.tree.leaves(out)}
     assert ("fsdp",) in specs and ("tensor",) in specs  # row and column statistics
 

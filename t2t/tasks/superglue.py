@@ -13,9 +13,9 @@ import dataclasses
 from typing import Callable, Mapping, Sequence
 
 from t2t.data import registry, sources
-from t2t.data.tasks import formats
-from t2t.data.tasks.glue import OUTPUT_FEATURES
-from t2t.eval import metrics, postprocess
+from t2t.tasks import formats
+from t2t.tasks.glue import OUTPUT_FEATURES
+from t2t.tasks import metrics, postprocess
 
 BOOL = ("False", "True")
 _TRAIN_VAL = {"train": "train.jsonl", "validation": "val.jsonl"}

@@ -11,9 +11,9 @@ import dataclasses
 from typing import Mapping, Sequence
 
 from t2t.data import registry, sources
-from t2t.data.tasks import formats
+from t2t.tasks import formats
 from t2t.data.vocab import T5_DEFAULT_SPM_PATH, SentencePieceVocabulary
-from t2t.eval import metrics, postprocess
+from t2t.tasks import metrics, postprocess
 
 VOCAB = SentencePieceVocabulary(T5_DEFAULT_SPM_PATH)
 OUTPUT_FEATURES = {"inputs": registry.Feature(VOCAB, add_eos=True, required=False),

@@ -22,8 +22,10 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from t2t.eval import metrics as metrics_lib
-from t2t.sweep import launch, status
+from t2t import fileio
+from t2t import workdir as layout
+from t2t.sweep import status
+from t2t.tasks import metrics as metrics_lib
 
 BENCHMARKS = {"glue": "GLUE", "super_glue": "SuperGLUE"}
 INFO_COLUMNS = ["model", "pretrain task", "params", "FLOPs", "pretrain loss"]
@@ -36,13 +38,13 @@ T5_COLUMN_ORDER = [entry for groups in metrics_lib.AVERAGE_GROUPS.values()
 def sweep_points(workdir) -> list[str]:
     """Point folders in grid order (sweep.json), else every folder with a point.json / pretrain/."""
     workdir = pathlib.Path(workdir)
-    sweep = launch.read_json(workdir / "sweep.json")
+    sweep = fileio.read_json(workdir / "sweep.json")
     if sweep:
         return [p for p in sweep["points"] if (workdir / p).is_dir()]
     if not workdir.is_dir():
         raise FileNotFoundError(f"sweep folder not found: {workdir}")
     return sorted(p.name for p in workdir.iterdir()
-                  if (p / "point.json").is_file() or (p / "pretrain" / "config.json").is_file())
+                  if (p / "point.json").is_file() or layout.config_path(p / "pretrain").is_file())
 
 
 def eval_scores(point_dir: pathlib.Path) -> tuple[dict[tuple[str, str], dict], dict[str, dict]]:
@@ -74,7 +76,7 @@ def _model_size(point_dir: pathlib.Path, info: dict) -> tuple[float, float]:
     """(params, FLOPs per example) from point.json, else params from pretrain/config.json."""
     if "params" in info:
         return float(info["params"]), float(info.get("flops_per_example", np.nan))
-    config = launch.read_json(point_dir / "pretrain" / "config.json")
+    config = fileio.read_json(layout.config_path(point_dir / "pretrain"))
     if not config:
         return np.nan, np.nan
     from t2t.models import variants
@@ -84,10 +86,10 @@ def _model_size(point_dir: pathlib.Path, info: dict) -> tuple[float, float]:
 
 def point_row(point_dir: pathlib.Path, notes: dict[str, set]) -> dict:
     """One table row; partial benchmark averages add their group count to `notes`."""
-    info = launch.read_json(point_dir / "point.json") or {}
-    config = launch.read_json(point_dir / "pretrain" / "config.json") or {}
+    info = fileio.read_json(point_dir / "point.json") or {}
+    config = fileio.read_json(layout.config_path(point_dir / "pretrain")) or {}
     params, flops = _model_size(point_dir, info)
-    train = [r for r in status.read_jsonl(point_dir / "pretrain" / "metrics.jsonl")
+    train = [r for r in layout.read_metrics(point_dir / "pretrain", skip_malformed=True)
              if r.get("split") == "train" and "loss" in r]
     row = {"model": info.get("model", config.get("model", {}).get("name", "")),
            "pretrain task": info.get("pretrain_task", config.get("data", {}).get("task", "")),
@@ -155,7 +157,7 @@ def training_curves(workdir, stage: str = "pretrain", split: str = "train") -> p
     workdir = pathlib.Path(workdir)
     frames = []
     for name in sweep_points(workdir):
-        records = [r for r in status.read_jsonl(workdir / name / stage / "metrics.jsonl")
+        records = [r for r in layout.read_metrics(workdir / name / stage, skip_malformed=True)
                    if r.get("split") == split]
         if records:
             frames.append(pd.DataFrame(records).assign(point=name))

@@ -1,19 +1,14 @@
-"""Hugging Face T5 <-> t2t: configs, parameter trees and checkpoints on disk.
+"""Hugging Face T5 <-> t2t: configs and parameter trees, and HF checkpoint files.
 
-t2t checkpoint layout (what `save_checkpoint` writes and `load_checkpoint` reads):
-  <dir>/model_config.json   the model ConfigDict as JSON (every field of variants.base_config)
-  <dir>/params/             Orbax StandardCheckpointer save of the UNBOXED params tree, i.e.
-                            nn.unbox(Model.init(...)): {'token_embedder': {'embedding': ...},
-                            'encoder': {...}, 'decoder': {...}[, 'logits_dense': {...}]},
-                            layers as `layers_{i}`, or stacked in `layers` when the config
-                            has scan_layers=True (see scan.py)
+t2t params are the UNBOXED tree of Model.init (looped `layers_{i}`, or stacked `layers` when
+the config has scan_layers=True, see scan.py); a t2t model dir on disk (model_config.json +
+params/) is read and written by t2t/workdir/model_dir.py.
 HF side: config.json + model.safetensors (or sharded *.safetensors with an index); a
 pytorch_model.bin (a pickle) is read only when the caller passes allow_pickle=True.
 """
 from __future__ import annotations
 
 import json
-import os
 import pathlib
 
 import ml_collections
@@ -223,40 +218,3 @@ def save_hf_checkpoint(dst, cfg, params) -> None:
     (dst / "config.json").write_text(json.dumps(t2t_config_to_hf(cfg), indent=2))
     save_file(params_to_hf_state(params, cfg), str(dst / "model.safetensors"),
               metadata={"format": "pt"})
-
-
-# ----------------------------------------------------------------------------- t2t files
-def save_checkpoint(dst, cfg, params) -> None:
-    """Writes <dst>/model_config.json and <dst>/params (Orbax) for unboxed or boxed params."""
-    import flax.linen as nn
-    import orbax.checkpoint as ocp
-    dst = pathlib.Path(os.path.abspath(dst))
-    dst.mkdir(parents=True, exist_ok=True)
-    (dst / "model_config.json").write_text(cfg.to_json(indent=2))
-    with ocp.StandardCheckpointer() as ckptr:
-        ckptr.save(dst / "params", nn.unbox(params), force=True)
-
-
-def load_config(src) -> ml_collections.ConfigDict:
-    """The model config of a t2t checkpoint directory (<src>/model_config.json)."""
-    cfg_path = pathlib.Path(src) / "model_config.json"
-    if not cfg_path.is_file():
-        raise FileNotFoundError(f"{cfg_path}: not a t2t checkpoint (no model_config.json)")
-    cfg = base_config()
-    stored = json.loads(cfg_path.read_text())
-    unknown = sorted(set(stored) - set(cfg.keys()))
-    if unknown:
-        raise ValueError(f"{cfg_path}: unknown model config fields {unknown}")
-    cfg.update(stored)
-    validate(cfg)
-    return cfg
-
-
-def load_checkpoint(src):
-    """(cfg, params) from a t2t checkpoint directory (params as unboxed jax arrays)."""
-    import orbax.checkpoint as ocp
-    src = pathlib.Path(os.path.abspath(src))
-    cfg = load_config(src)
-    with ocp.StandardCheckpointer() as ckptr:
-        params = ckptr.restore(src / "params")
-    return cfg, params

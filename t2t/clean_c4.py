@@ -1,6 +1,6 @@
-"""Clean raw web-text JSONL into C4 the way the TFDS C4 builder does (rules: t2t/data/c4.py).
+"""Clean raw web-text JSONL into C4 the way the TFDS C4 builder does (rules: t2t/data/c4_cleaning.py).
 
-    python -m t2t.c4 --input RAW.jsonl[.gz] --output CLEAN.jsonl[.gz] [--badwords FILE]
+    python -m t2t.clean_c4 --input RAW.jsonl[.gz] --output CLEAN.jsonl[.gz] [--badwords FILE]
                      [--no-dedupe | --dedupe-spans] [--no-lang-filter] [--no-clean] [--workers N]
 
 Kept pages are written in input order with their cleaned `text` and every other field unchanged; the
@@ -10,50 +10,31 @@ and the throughput in pages per second.
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import os
 import sys
-import tempfile
 from typing import Iterable, Iterator
 
-from t2t.data import c4
-from t2t.data.sources import iter_jsonl
-
-
-def _open(path: str, mode: str, gz: bool | None = None):
-    if path.endswith(".gz") if gz is None else gz:
-        return gzip.open(path, mode + "t", encoding="utf-8")
-    return open(path, mode, encoding="utf-8")
+from t2t import fileio
+from t2t.data import c4_cleaning as c4
 
 
 def read_jsonl(path: str, text_key: str = "text") -> Iterator[dict]:
     """Streams JSON objects from a .jsonl or .jsonl.gz file, one line at a time; blank lines skipped."""
-    for n, record in enumerate(iter_jsonl(path, required_keys=(text_key,)), 1):
+    for n, record in fileio.read_jsonl(path, required_keys=(text_key,), line_numbers=True):
         if not isinstance(record[text_key], str):
-            raise ValueError(f"{path}: record {n}: expected a string {text_key!r} field, "
+            raise ValueError(f"{path}:{n}: expected a string {text_key!r} field, "
                              f"got {type(record[text_key]).__name__}")
         yield record
 
 
 def write_jsonl_atomic(path: str, records: Iterable[dict]) -> int:
     """Writes records to a temporary file beside `path`, then renames it into place; returns the count."""
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise FileNotFoundError(f"output {path}: directory {directory} does not exist")
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        count = 0
-        with _open(tmp, "w", gz=path.endswith(".gz")) as f:
-            for record in records:
-                f.write(json.dumps(record, ensure_ascii=False) + "\n")
-                count += 1
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    count = 0
+    with fileio.atomic_open(path, make_parents=False) as f:
+        for record in records:
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+            count += 1
     return count
 
 
@@ -87,7 +68,7 @@ def format_stats(stats: c4.C4Stats, config: c4.C4Config) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m t2t.c4", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m t2t.clean_c4", description=__doc__.split("\n")[0])
     p.add_argument("--input", required=True, help="raw pages, JSONL or JSONL.gz with a text field")
     p.add_argument("--output", required=True, help="cleaned pages, JSONL (.gz compresses)")
     p.add_argument("--badwords", help="bad-words list, one word per line (without it that rule is off)")

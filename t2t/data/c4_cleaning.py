@@ -582,7 +582,7 @@ def preprocessor(config: C4Config = C4Config()) -> Callable:
 
     Per-page rules only: a lazy map + filter. With URL or line deduplication on, `ds` is read once through
     `clean_pages` and the kept pages become an in-memory MapDataset; for corpora larger than memory run
-    `python -m t2t.c4` once and read its output with a JsonlSource instead.
+    `python -m t2t.clean_c4` once and read its output with a JsonlSource instead.
     """
     import grain
 
