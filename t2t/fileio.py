@@ -13,7 +13,8 @@ import json
 import os
 import pathlib
 import threading
-from typing import Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 PathLike = str | os.PathLike
 

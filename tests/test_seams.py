@@ -98,6 +98,7 @@ def test_evaluate_cli_with_and_without_vocab(model, tmp_path, data_dir, builtin_
     from t2t import evaluate
 
     loop.train_and_evaluate(_config(model, "span_corruption"), tmp_path)
+    capsys.readouterr()
     for extra in ([], ["--vocab", str(builtin_vocab.path)]):
         assert evaluate.main(["--workdir", str(tmp_path), "--tasks", "glue_rte", "--data_dir",
                               str(data_dir), "--max_examples", "4", *extra]) == 0

@@ -21,7 +21,6 @@ import ml_collections
 from t2t import pairing, sharding
 from t2t import workdir as layout
 from t2t.data.vocab import SentencePieceVocabulary
-from t2t.eval import inference
 from t2t.models import variants
 from t2t.models.model import build_model
 from t2t.workdir import restore
@@ -85,9 +84,6 @@ def load_run(workdir, checkpoint: str | int | None = None, *, vocab: str | None 
     if path != pathlib.Path(workdir).absolute():
         restore.check_init_from(path, model_cfg, flag="--checkpoint")
     model = build_model(model_cfg)
-    if model_cfg.architecture not in inference.CONVERTERS:
-        raise ValueError(f"{workdir}: a {model_cfg.architecture} model cannot be decoded or scored "
-                         "on text-to-text tasks")
     example = model.spec.zeros({"inputs": 8, "targets": 8})  # shapes do not change params
     boxed = jax.eval_shape(model.init, jax.random.key(0), example)
     mesh = _mesh(cfg)

@@ -8,12 +8,12 @@ pytorch_model.bin (a pickle) is read only when the caller passes allow_pickle=Tr
 """
 from __future__ import annotations
 
-import json
 import pathlib
 
 import ml_collections
 import numpy as np
 
+from t2t import fileio
 from t2t.models.scan import stack_layers, unstack_layers
 from t2t.models.variants import base_config, validate
 
@@ -187,7 +187,7 @@ def load_hf_checkpoint(src, *, allow_pickle: bool = False, **overrides):
     config_path = src / "config.json"
     if not config_path.is_file():
         raise FileNotFoundError(f"{config_path}: no HF config.json in {src}")
-    cfg = hf_config_to_t2t(json.loads(config_path.read_text()), **overrides)
+    cfg = hf_config_to_t2t(fileio.read_json(config_path), **overrides)
     return cfg, hf_state_to_params(_read_hf_state(src, allow_pickle), cfg)
 
 
@@ -215,6 +215,6 @@ def save_hf_checkpoint(dst, cfg, params) -> None:
     from safetensors.numpy import save_file
     dst = pathlib.Path(dst)
     dst.mkdir(parents=True, exist_ok=True)
-    (dst / "config.json").write_text(json.dumps(t2t_config_to_hf(cfg), indent=2))
+    fileio.atomic_write_json(dst / "config.json", t2t_config_to_hf(cfg), indent=2)
     save_file(params_to_hf_state(params, cfg), str(dst / "model.safetensors"),
               metadata={"format": "pt"})

@@ -222,13 +222,16 @@ def point_summary(grid: grid_lib.Grid, scale: str, point: str, stages: Sequence[
     p = grid.point(point)
     cfg = grid.config(scale, point, "pretrain")
     model_cfg = variants.get_model_config(cfg.model.name, **cfg.model.overrides.to_dict())
-    data = pairing.resolve(cfg, model_cfg)
-    converter = data.converter
-    flops = pairing.flops_per_step(model_cfg, converter, data.lengths, 1)
+    # The pairing without the vocabulary (that may be a gs:// path only the TPU VM reads).
+    task, objective = pairing.resolve_task(cfg.data)
+    converter = pairing.converter_for(cfg.data, model_cfg.architecture, task)
+    if objective is not None:
+        pairing.check_objective(objective, converter, model_cfg.architecture)
+    flops = pairing.flops_per_step(model_cfg, converter, pairing.sequence_lengths(cfg.data, objective), 1)
     return {"name": p.name, "grid": grid.name, "scale": scale, "model": p.model,
             "objective": p.objective, "objective_kwargs": dict(p.objective_kwargs),
             "overrides": dict(p.overrides), "description": p.description,
-            "pretrain_task": data.task.name, "converter": converter,
+            "pretrain_task": task.name, "converter": converter,
             "params": variants.count_params(model_cfg), "flops_per_example": flops,
             "pretrain_steps": cfg.train.num_steps, "pretrain_batch_size": cfg.data.batch_size,
             "stages": {s.name: {"argv": list(a), "run_dir": s.run_dir, "config": s.config}

@@ -19,7 +19,7 @@ from t2t.workdir import restore
 
 
 # ----------------------------------------------------------------------------- evaluation
-def flat_metrics(results, averages, split: str) -> dict[str, float]:
+def _flat_metrics(results, averages, split: str) -> dict[str, float]:
     """{"<task>/<metric>" (or "<task>/<split>/<metric>" for MNLI's splits), "<benchmark>/<group>"}."""
     out = {}
     for result, _ in results:
@@ -30,11 +30,11 @@ def flat_metrics(results, averages, split: str) -> dict[str, float]:
     return out
 
 
-def default_selection_metric(results, averages, split: str) -> str:
+def _selection_metric(results, averages, split: str) -> str:
     """The benchmark average when a whole benchmark was scored, else the first task's first metric."""
     if averages:
         return f"{averages[0]['task']}/average"
-    return next(iter(flat_metrics(results[:1], [], split)))
+    return next(iter(_flat_metrics(results[:1], [], split)))
 
 
 class TaskEvaluation:
@@ -68,8 +68,8 @@ class TaskEvaluation:
         results, averages = inference.evaluate_tasks(
             self.inference, params, self.tasks, self.split, method=self.method,
             data_dir=self.data_dir, max_examples=self.max_examples)
-        values = flat_metrics(results, averages, self.split)
-        self.metric = self.metric or default_selection_metric(results, averages, self.split)
+        values = _flat_metrics(results, averages, self.split)
+        self.metric = self.metric or _selection_metric(results, averages, self.split)
         if self.metric not in values:
             raise ValueError(f"eval.best_metric={self.metric!r} is not among the evaluated "
                              f"metrics {sorted(values)}")

@@ -26,9 +26,8 @@ from t2t import workdir as layout
 from t2t.data import pipeline
 from t2t.models import variants
 from t2t.models.model import build_model
-from t2t.train import finetune
+from t2t.train import finetune, optim
 from t2t.train import metrics as metrics_lib
-from t2t.train import optim
 from t2t.train import step as step_lib
 from t2t.workdir import checkpointer as ckpt_lib
 from t2t.workdir import restore

@@ -62,7 +62,7 @@ def train_step(state: TrainState, batch, dropout_key, *, model, tx: optax.Gradie
                label_smoothing: float = 0.0) -> tuple[TrainState, dict]:
     key = jax.random.fold_in(dropout_key, state.step)
     loss_kwargs = dict(z_loss=z_loss, label_smoothing=label_smoothing)
-    n = jnp.maximum(jnp.sum(jnp.asarray(batch["decoder_loss_weights"], jnp.float32)), 1.0)
+    n = jnp.maximum(jnp.sum(jnp.asarray(batch[model.spec.loss_weights], jnp.float32)), 1.0)
     loss, aux, grads = _sum_loss_and_grads(state.params, batch, key, model, loss_kwargs,
                                            num_microbatches, 1.0 / n)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)

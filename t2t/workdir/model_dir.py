@@ -14,7 +14,8 @@ import pathlib
 
 import ml_collections
 
-from t2t import fileio, workdir as layout
+from t2t import fileio
+from t2t import workdir as layout
 from t2t.models.variants import base_config, validate
 
 

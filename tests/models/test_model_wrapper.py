@@ -114,7 +114,7 @@ def test_init_and_loss_under_eval_shape(name, batch_fn):
     assert loss.shape == () and loss.dtype == jnp.float32
     assert set(aux) == {"num_tokens", "z_loss", "cross_entropy", "accuracy"}
     logits = jax.eval_shape(model.logits, params, batch)
-    assert logits.shape == batch["decoder_target_tokens"].shape + (cfg.vocab_size,)
+    assert logits.shape == batch[model.spec.targets].shape + (cfg.vocab_size,)
 
 
 def test_bfloat16_activations_keep_float32_params(tiny):

@@ -40,7 +40,7 @@ def _batch(cfg):
     if cfg.architecture == "encoder_only":  # MLM: targets aligned with the inputs
         tgt = np.where(batch["encoder_input_tokens"] > 0, 5, 0).astype(np.int32)
         return {"encoder_input_tokens": batch["encoder_input_tokens"],
-                "decoder_target_tokens": tgt, "decoder_loss_weights": (tgt > 0).astype(np.int32)}
+                "encoder_target_tokens": tgt, "encoder_loss_weights": (tgt > 0).astype(np.int32)}
     return batch
 
 
@@ -65,8 +65,8 @@ def _loss_and_grads(case, scan_layers=False, remat_policy="none", dropout_rate=0
 
     def f(p):  # Model.loss is cross_entropy(Model.logits): one forward gives both
         logits = model.logits(p, batch, train=train, dropout_rng=jax.random.key(3))
-        loss, _ = cross_entropy(logits, batch["decoder_target_tokens"],
-                                batch["decoder_loss_weights"])
+        loss, _ = cross_entropy(logits, batch[model.spec.targets],
+                                batch[model.spec.loss_weights])
         return loss, logits
     if scan_layers:
         params = scan.stack_layers(params, cfg)
