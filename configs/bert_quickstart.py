@@ -1,6 +1,9 @@
-"""A tiny BERT-style encoder-only model pretrained with BERT's masked-LM objective on the
-built-in corpus (CPU, about a minute): 15% of tokens corrupted (80% mask, 10% random, 10%
-kept), the loss on the corrupted positions only. Learned absolute positions, GELU, LayerNorm.
+"""A tiny encoder-only model pretrained with BERT's masked-LM objective on the built-in corpus
+(CPU, a few minutes): 15% of tokens corrupted (80% the mask token, 10% a random token, 10%
+kept), the loss on the corrupted positions only (t2t.data.objectives.bert_mlm through the
+enc_only converter). The stack is T5's (relative position bias, ReLU, RMS norm) with BERT's
+objective; the loss falls from 8.9 (uniform over the vocabulary) to about 5.9 in 200 steps,
+below the corpus's unigram entropy (about 6.5 nats), so the model uses the context.
 """
 from configs import common
 
@@ -9,22 +12,20 @@ def get_config():
     cfg = common.base()
     cfg.model.name = "tiny_encoder_only"
     cfg.model.overrides = dict(vocab_size=8192, d_model=128, num_heads=4, head_dim=32, d_ff=512,
-                               num_encoder_layers=2, dropout_rate=0.0, dtype="float32",
-                               position="absolute", max_length=128, activation="gelu",
-                               norm="layer")
+                               num_encoder_layers=2, dropout_rate=0.0, dtype="float32")
     cfg.data.corpus = "builtin"
     cfg.data.objective = common.objective("bert_mlm")
     cfg.data.inputs_length = 128
-    cfg.data.batch_size = 16
+    cfg.data.batch_size = 64
     cfg.train.num_steps = 200
-    cfg.train.log_every = 25
+    cfg.train.log_every = 5
     cfg.train.eval_every = 100
     cfg.train.eval_steps = 2
-    cfg.optimizer.name = "adamw"
+    cfg.optimizer.name = "adafactor"
     cfg.optimizer.schedule = "cosine"
-    cfg.optimizer.learning_rate = 3e-3
+    cfg.optimizer.learning_rate = 5e-2
     cfg.optimizer.warmup_steps = 20
     cfg.optimizer.decay_steps = 180
-    cfg.optimizer.end_value = 3e-4
+    cfg.optimizer.end_value = 5e-3
     cfg.checkpoint.every_steps = 100
     return cfg

@@ -27,7 +27,7 @@ from t2t.workdir import checkpointer as ckpt_lib
 from t2t.workdir import model_dir
 
 # Model fields that may differ between a pretrained model and the run that starts from it.
-MAY_DIFFER = ("dropout_rate", "dtype")
+MAY_DIFFER = ("dropout_rate", "dtype", "kernels")
 
 
 # ----------------------------------------------------------------------------- params
