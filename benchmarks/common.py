@@ -1,5 +1,5 @@
 """Shared pieces of the benchmarks: CLI flags, device choice, the device's peak, synthetic
-batches in the DESIGN.md batch-key contract, a jitted t2t train step, interleaved timing,
+batches in the batch-key contract (t2t/batch_spec.py), a jitted t2t train step, interleaved timing,
 JSON records and a printed table.
 
 Every benchmark alternates the things it compares inside one run (the machines it runs on are
@@ -37,7 +37,6 @@ import numpy as np
 
 from t2t import batch_spec, pairing
 from t2t.models import model as model_lib
-from t2t.models import variants
 from t2t.models.model import build_model
 from t2t.train import metrics as metrics_lib
 from t2t.train import optim

@@ -220,7 +220,7 @@ def main(argv=None) -> list[dict]:
             r["mfu"], r["hf_mfu"], r["peak_flops"] = (
                 r["mfu"] * r["peak_flops"] / peak, r["hf_mfu"] * r["peak_flops"] / peak, peak)
     for dtype, (peak, source) in peaks.items():
-        print(f"\npeak {peak / 1e9:.1f} GFLOP/s ({source})")
+        print(f"\npeak {dtype} {peak / 1e9:.1f} GFLOP/s ({source})")
     print("speedup = HF s/step / t2t s/step")
     common.print_table(records, COLUMNS)
     common.write_records(args.out, records)

@@ -139,7 +139,7 @@ def main(argv=None) -> int:
     try:
         task, lengths, vocab, data_dir, seed, split = resolve(args)
     except (KeyError, ValueError, FileNotFoundError) as e:
-        raise SystemExit(f"error: {e.args[0] if e.args else e}")
+        raise SystemExit(f"error: {e.args[0] if e.args else e}") from None
     if isinstance(task, registry.Mixture):
         if args.stats:
             raise SystemExit("error: --stats needs a task; a mixture is endless")

@@ -1,4 +1,4 @@
-"""The package layers of DESIGN.md ("Layers"), checked from the import graph of t2t/.
+"""The package layers (README "Code layout"), checked from the import graph of t2t/.
 
 A module may import only from its own layer or lower ones; models and data never import
 each other; eval and sweep never import train; the package-level graph has no cycle. Every

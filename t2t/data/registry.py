@@ -136,7 +136,8 @@ def append_eos_after_trim(ds: Dataset, ctx: Context) -> Dataset:
             ids = np.asarray(ex[key], np.int32)
             if key in lengths:
                 ids = ids[: lengths[key] - 1]
-            out[key] = np.concatenate([ids, np.asarray([feature.vocabulary.eos_id if feature.vocabulary else 1], np.int32)])
+            eos_id = feature.vocabulary.eos_id if feature.vocabulary else 1
+            out[key] = np.concatenate([ids, np.asarray([eos_id], np.int32)])
         return out
     return ds.map(fn)
 

@@ -79,7 +79,7 @@ def _mesh(cfg):
 def load_run(workdir, checkpoint: str | int | None = None, *, vocab: str | None = None) -> Run:
     """The run in `workdir` with the params of `checkpoint` (see the module docstring)."""
     cfg = layout.read_run_config(workdir)
-    model_cfg = variants.get_model_config(cfg.model.name, **cfg.model.overrides.to_dict())
+    model_cfg = variants.from_run_config(cfg)
     path, step, label = restore.resolve_checkpoint(workdir, checkpoint)
     if path != pathlib.Path(workdir).absolute():
         restore.check_init_from(path, model_cfg, flag="--checkpoint")

@@ -139,7 +139,6 @@ class DenseGeneral(nn.Module):
     def __call__(self, x):
         in_shape = tuple(x.shape[-self.num_in:])
         shape = in_shape + tuple(self.features)
-        fan_in_axes = tuple(range(self.num_in))
         flat = (int(np.prod(in_shape)), int(np.prod(self.features)))
         # Initialise as a 2-D [fan_in, fan_out] matrix so fans count all contracted axes.
         init = nn.with_logical_partitioning(

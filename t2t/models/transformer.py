@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from t2t.models import layers as L
+from t2t.models import variants
 from t2t.models.variants import kv_heads
 
 
@@ -63,10 +64,6 @@ class Layer(nn.Module):
         return L.constrain(x + drop(h), ("batch", "length", "embed"))
 
 
-# cfg.remat_policy -> jax.checkpoint policy (None = save nothing, recompute the whole layer).
-REMAT_POLICIES = {"full": None, "dots": jax.checkpoint_policies.dots_with_no_batch_dims_saveable}
-
-
 def _layer_fn(cfg, **static):
     """fn(layer, x, bias, positions, encoded, cross_bias, decode_index) -> x: one Layer call with
     the Python-valued arguments bound (lifted transforms trace the rest), rematerialised as
@@ -77,7 +74,7 @@ def _layer_fn(cfg, **static):
                      decode_index=decode_index, **static)
     if cfg.remat_policy == "none":
         return call
-    return nn.remat(call, policy=REMAT_POLICIES[cfg.remat_policy],
+    return nn.remat(call, policy=variants.REMAT_SAVE[cfg.remat_policy],
                     prevent_cse=not cfg.scan_layers)
 
 

@@ -7,16 +7,18 @@ plus parameter counts and training FLOPs per target token for any config.
 """
 from __future__ import annotations
 
+import jax
 import ml_collections
 
 ARCHITECTURES = ("encoder_decoder", "decoder_only", "encoder_only")
 POSITIONS = ("relative", "absolute", "sinusoidal", "rope", "alibi")
 GATED = ("gated-gelu", "swiglu")
-# Rematerialisation of each Layer in the backward pass (transformer.REMAT_POLICIES): 'none' keeps
-# every activation; 'full' recomputes the whole layer (least memory); 'dots' keeps the outputs of
-# matmuls without batch dimensions (the projections) and recomputes the rest (attention
-# scores, softmax, activations, norms).
-REMAT_POLICIES = ("none", "full", "dots")
+# Rematerialisation of each Layer in the backward pass: name -> what jax.checkpoint saves.
+# 'none' keeps every activation (no remat); 'full' recomputes the whole layer (least memory);
+# 'dots' keeps the outputs of matmuls without batch dimensions (the projections) and
+# recomputes the rest (attention scores, softmax, activations, norms).
+REMAT_SAVE = {"full": None, "dots": jax.checkpoint_policies.dots_with_no_batch_dims_saveable}
+REMAT_POLICIES = ("none", *REMAT_SAVE)
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -107,6 +109,16 @@ def get_model_config(name: str, **overrides) -> ml_collections.ConfigDict:
         cfg[key] = value
     validate(cfg)
     return cfg
+
+
+def from_run_config(run_cfg) -> ml_collections.ConfigDict:
+    """The model config of a run config (a ConfigDict or its JSON dict): `model.name` with
+    `model.overrides` applied."""
+    model = run_cfg["model"]
+    overrides = model.get("overrides") or {}
+    if hasattr(overrides, "to_dict"):
+        overrides = overrides.to_dict()
+    return get_model_config(model["name"], **overrides)
 
 
 def kv_heads(cfg) -> int:

@@ -221,7 +221,7 @@ def point_summary(grid: grid_lib.Grid, scale: str, point: str, stages: Sequence[
 
     p = grid.point(point)
     cfg = grid.config(scale, point, "pretrain")
-    model_cfg = variants.get_model_config(cfg.model.name, **cfg.model.overrides.to_dict())
+    model_cfg = variants.from_run_config(cfg)
     # The pairing without the vocabulary (that may be a gs:// path only the TPU VM reads).
     task, objective = pairing.resolve_task(cfg.data)
     converter = pairing.converter_for(cfg.data, model_cfg.architecture, task)

@@ -64,11 +64,7 @@ def eval_scores(point_dir: pathlib.Path) -> tuple[dict[tuple[str, str], dict], d
 
 def benchmark_average(scores: dict[tuple[str, str], dict], benchmark: str) -> tuple[float, list[str]]:
     """(T5's average over the groups with every metric scored, those groups' names)."""
-    present = {}
-    for group, entries in metrics_lib.AVERAGE_GROUPS[benchmark].items():
-        values = [scores.get((task, split), {}).get(metric) for task, split, metric in entries]
-        if all(v is not None for v in values):
-            present[group] = float(np.mean(values))
+    present = metrics_lib.group_averages(scores, benchmark)
     return (float(np.mean(list(present.values()))) if present else float("nan")), list(present)
 
 
@@ -80,8 +76,7 @@ def _model_size(point_dir: pathlib.Path, info: dict) -> tuple[float, float]:
     if not config:
         return np.nan, np.nan
     from t2t.models import variants
-    model = variants.get_model_config(config["model"]["name"], **config["model"].get("overrides", {}))
-    return float(variants.count_params(model)), np.nan
+    return float(variants.count_params(variants.from_run_config(config))), np.nan
 
 
 def point_row(point_dir: pathlib.Path, notes: dict[str, set]) -> dict:

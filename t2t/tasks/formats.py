@@ -25,15 +25,18 @@ class FirstMatch(tuple):
     """Alternative file patterns for one split: the first that matches is read."""
 
 
-class _Converted:
-    """Mixin for a FileSource: each file record -> TFDS-shaped examples.
+class _Converted(sources.FileSource):
+    """Mixin over a concrete FileSource: each file record -> TFDS-shaped examples.
 
     `convert(record, index)` returns the examples of one record (none to drop
     it); `index` counts records per file, as TFDS's GLUE `idx` does. Errors
-    name the file and line.
+    name the file and line. Subclasses list it before their reader
+    (`class X(_Converted, sources.TsvSource)`), which supplies `_records`, and
+    set `_convert` in `__init__`.
     """
 
-    _first_line = 1
+    _convert: Callable[[dict, int], list]
+    _first_line: int = 1
 
     def files(self, split, data_dir=None):
         patterns = self._split_files.get(split)

@@ -173,17 +173,23 @@ SUPER_GLUE_AVERAGE_GROUPS = {
 AVERAGE_GROUPS = {"glue": GLUE_AVERAGE_GROUPS, "super_glue": SUPER_GLUE_AVERAGE_GROUPS}
 
 
+def group_averages(results: Mapping[tuple[str, str], Mapping[str, float]],
+                   benchmark: str) -> dict[str, float]:
+    """{group: mean of its metrics} for the groups of "glue" or "super_glue" (T5's columns) whose
+    every metric is in `results`, which maps (task name, split) to that split's metrics."""
+    out = {}
+    for group, entries in AVERAGE_GROUPS[benchmark].items():
+        values = [results.get((task, split), {}).get(metric) for task, split, metric in entries]
+        if all(v is not None for v in values):
+            out[group] = float(np.mean(values))
+    return out
+
+
 def benchmark_average(results: Mapping[tuple[str, str], Mapping[str, float]],
                       benchmark: str) -> dict | None:
-    """{"average": ..., <group>: ...} for "glue" or "super_glue", or None if a metric is missing.
-
-    `results` maps (task name, split) to that split's metrics.
-    """
-    groups = AVERAGE_GROUPS[benchmark]
-    out = {}
-    for group, entries in groups.items():
-        values = [results.get((task, split), {}).get(metric) for task, split, metric in entries]
-        if any(v is None for v in values):
-            return None
-        out[group] = float(np.mean(values))
-    return {"average": sum(out.values()) / len(out), **out}
+    """{"average": ..., <group>: ...} as T5 computes it (the mean of the group means), or None
+    when a group is missing a metric."""
+    groups = group_averages(results, benchmark)
+    if len(groups) < len(AVERAGE_GROUPS[benchmark]):
+        return None
+    return {"average": sum(groups.values()) / len(groups), **groups}

@@ -98,8 +98,12 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str
     batch_sharding = sharding.batch_sharding(mesh)
 
     # ---- data: task/mixture -> objective -> converter -> Grain loader, one shard per process
-    model_cfg = variants.get_model_config(cfg.model.name, **cfg.model.overrides.to_dict())
+    model_cfg = variants.from_run_config(cfg)
     data = pairing.resolve(cfg, model_cfg)  # task, converter, lengths; checks the pairing
+    _log(primary, f"data: {data.task.name}"
+         + (f" {data.objective}" if data.objective else "")
+         + f" -> {data.converter} batches, lengths {data.lengths}, "
+           f"{model_cfg.architecture} model")
     train_ds, make_eval = make_datasets(cfg, data, (jax.process_index(), jax.process_count()))
     train_iter = iter(train_ds)
     shapes = data.batch_shapes(cfg.data.batch_size, cfg.data.pack)

@@ -101,8 +101,7 @@ def pretrained_model_config(path, flag: str = "init_from") -> ml_collections.Con
         run_config = layout.config_path(path)
         run = fileio.read_json(run_config)
         try:
-            model = run["model"]
-            return variants.get_model_config(model["name"], **model.get("overrides", {}))
+            return variants.from_run_config(run)
         except (KeyError, TypeError) as e:
             raise ValueError(f"{run_config}: no usable model block ({e}); expected "
                              '{"model": {"name": ..., "overrides": {...}}}') from None

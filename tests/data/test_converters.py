@@ -1,4 +1,4 @@
-"""Feature converters: the DESIGN.md batch keys, seqio's expected arrays, packing that unpacks."""
+"""Feature converters: the batch keys (t2t/batch_spec.py, README "Batches"), seqio's expected arrays, packing that unpacks."""
 import collections
 
 import grain
@@ -132,7 +132,7 @@ ENC_ONLY_KEYS = ("encoder_input_tokens", "encoder_target_tokens", "encoder_loss_
     ("enc_only", ENC_ONLY_KEYS, ("encoder",))])
 @pytest.mark.parametrize("pack", [False, True])
 def test_batch_keys_and_dtypes(name, keys, prefixes, pack):
-    """The DESIGN.md batch contract, written out here by hand, is what the converters emit
+    """The batch contract (README "Batches"), written out here by hand, is what the converters emit
     and what their spec (t2t/batch_spec.py) states, shapes and dtypes included."""
     lengths = {"inputs": 16, "targets": 16}
     ds = grain.MapDataset.source([{"inputs": np.array([5, 6, 1]), "targets": np.array([5, 7, 1])}])
@@ -150,7 +150,8 @@ def test_unknown_converter_and_missing_lengths():
     with pytest.raises(ValueError, match=r"unknown feature converter 'encdec'; known: \['enc_dec', 'enc_only'"):
         converters.get_converter("encdec")
     ds = grain.MapDataset.source([{"inputs": np.array([5, 1]), "targets": np.array([5, 1])}])
-    with pytest.raises(ValueError, match=r"enc_dec converter needs sequence lengths for \['targets'\], got {'inputs': 8}"):
+    with pytest.raises(ValueError, match=r"enc_dec converter needs sequence lengths for "
+                                         r"\['targets'\], got {'inputs': 8}"):
         converters.get_converter("enc_dec")(ds, {"inputs": 8})
 
 

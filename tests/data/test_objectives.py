@@ -57,7 +57,8 @@ def test_random_spans_helper_matches_t5():
         assert len(out["targets"]) + 1 == targets_length
 
 
-@pytest.mark.parametrize("length,density,mean_span", [(568, 0.15, 3.0), (100, 0.5, 2.0), (37, 0.3, 5.0), (2, 0.15, 3.0)])
+@pytest.mark.parametrize("length,density,mean_span",
+                         [(568, 0.15, 3.0), (100, 0.5, 2.0), (37, 0.3, 5.0), (2, 0.15, 3.0)])
 def test_random_spans_noise_mask_counts(length, density, mean_span):
     num_noise = min(max(round(length * density), 1), length - 1)
     num_spans = max(round(num_noise / mean_span), 1)
@@ -161,10 +162,12 @@ def _task(objective, tmp_path):
 @pytest.mark.parametrize("objective,lengths,message", [
     ("span_corruption", {"inputs": 4, "targets": 2}, r"sequence lengths \{'inputs': 4, 'targets': 2\} are too "
                                                      r"short for objective 'span_corruption' \(raw chunk 4 tokens"),
-    ("span_corruption", {"inputs": 512, "targets": 100}, "span corruption with inputs 512 needs targets >= 114, got 100"),
+    ("span_corruption", {"inputs": 512, "targets": 100},
+     "span corruption with inputs 512 needs targets >= 114, got 100"),
     ("causal_lm", {"targets": 1}, "too short for objective 'causal_lm'"),
     ("prefix_lm", {"targets": 64}, "objective 'prefix_lm' needs a sequence length for 'inputs'"),
-    ("deshuffle", {"inputs": 3, "targets": 3}, "too short for objective 'deshuffle' \\(raw chunk 2 tokens; need >= 4\\)"),
+    ("deshuffle", {"inputs": 3, "targets": 3},
+     "too short for objective 'deshuffle' \\(raw chunk 2 tokens; need >= 4\\)"),
 ])
 def test_too_short_sequence_lengths_are_clear_errors(tmp_path, objective, lengths, message):
     with pytest.raises(ValueError, match=message):

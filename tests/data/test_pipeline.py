@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from t2t import batch_spec
-from t2t.data import converters, pipeline, registry
+from t2t.data import pipeline, registry
 import t2t.tasks  # noqa: F401  (registers the built-in tasks)
 
 LENGTHS = {"inputs": 64, "targets": 14}  # random_spans_helper(64) == (70, 14)

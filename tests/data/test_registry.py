@@ -39,8 +39,8 @@ def test_unknown_names_list_close_names():
         registry.get_task("c4_span_corruptoin")
     with pytest.raises(KeyError, match=r"unknown task or mixture 'c4_prefixlm'; did you mean c4_prefix_lm"):
         registry.get_task_or_mixture("c4_prefixlm")
-    with pytest.raises(KeyError, match=r"unknown mixture 'nothing_like_it' \(\d+ registered; the built-in ones register "
-                       r"on `import t2t.tasks`\)"):
+    with pytest.raises(KeyError, match=r"unknown mixture 'nothing_like_it' \(\d+ registered; the built-in ones "
+                       r"register on `import t2t.tasks`\)"):
         registry.get_mixture("nothing_like_it")
 
 

@@ -1,4 +1,4 @@
-"""Helpers for the model tests: tiny batches in the DESIGN.md batch-key contract, fast jit."""
+"""Helpers for the model tests: tiny batches in the batch-key contract (t2t/batch_spec.py), fast jit."""
 import numpy as np
 
 

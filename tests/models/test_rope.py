@@ -11,16 +11,16 @@ from t2t.models import layers as L
 
 @pytest.mark.parametrize("dtype,tol", [(jnp.float32, 1e-5), (jnp.bfloat16, 2e-2)])
 def test_apply_rope_matches_hf_llama(dtype, tol):
-    b, l, h, d, theta = 2, 7, 3, 8, 500.0
+    b, s, h, d, theta = 2, 7, 3, 8, 500.0
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((b, l, h, d)).astype(np.float32)
-    positions = np.stack([np.arange(l), np.array([0, 1, 2, 0, 1, 2, 3])]).astype(np.int32)
+    x = rng.standard_normal((b, s, h, d)).astype(np.float32)
+    positions = np.stack([np.arange(s), np.array([0, 1, 2, 0, 1, 2, 3])]).astype(np.int32)
 
     cfg = transformers.LlamaConfig(hidden_size=h * d, num_attention_heads=h, head_dim=d,
                                    rope_theta=theta, max_position_embeddings=64)
     cos, sin = modeling_llama.LlamaRotaryEmbedding(cfg)(torch.zeros(1), torch.from_numpy(
         positions.astype(np.int64)))
-    xt = torch.from_numpy(x).transpose(1, 2)  # HF: [b, heads, l, d]
+    xt = torch.from_numpy(x).transpose(1, 2)  # HF: [b, heads, s, d]
     want, _ = modeling_llama.apply_rotary_pos_emb(xt, xt, cos, sin)
     want = want.transpose(1, 2).numpy()
 

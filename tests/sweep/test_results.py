@@ -3,10 +3,13 @@ import io
 import json
 import math
 
+import ml_collections
+
 import numpy as np
 import pandas as pd
 import pytest
 
+from t2t import pairing
 from t2t import results as results_cli
 from t2t.tasks import metrics as metrics_lib
 from t2t.models import variants
@@ -131,8 +134,10 @@ def test_results_of_a_real_sweep(micro_sweep, capsys):
     model = variants.get_model_config(config["model"]["name"], **config["model"]["overrides"])
     assert (model.num_encoder_layers, model.num_decoder_layers, model.d_model) == (1, 1, 32)
     assert row["params"] == variants.count_params(model)
-    lengths = (config["data"]["inputs_length"], config["data"]["targets_length"])
-    assert row["FLOPs"] == variants.flops_per_token(model, *lengths) * lengths[1]
+    data = ml_collections.ConfigDict(config["data"])
+    lengths = pairing.sequence_lengths(data, pairing.resolve_task(data)[1])
+    assert row["FLOPs"] == variants.flops_per_token(model, lengths["inputs"], lengths["targets"]) \
+        * lengths["targets"]
     last = [json.loads(line) for line in (micro_sweep / "edec6.span" / "pretrain" / "metrics.jsonl")
             .read_text().splitlines()][-1]
     assert (last["step"], row["pretrain loss"]) == (3, last["loss"])

@@ -1,6 +1,5 @@
 """The training loop end to end on the tiny config: exact resume (clean restart, SIGTERM,
 kill -9), multi-host equals single-host, NaN stops the run, CLI errors."""
-import json
 import os
 import pathlib
 import random
