@@ -5,27 +5,16 @@ enc_only converter). The stack is T5's (relative position bias, ReLU, RMS norm) 
 objective; the loss falls from 8.9 (uniform over the vocabulary) to about 5.9 in 200 steps,
 below the corpus's unigram entropy (about 6.5 nats), so the model uses the context.
 """
-from configs import common
+from configs import common, quickstart
 
 
 def get_config():
-    cfg = common.base()
+    cfg = quickstart.get_config()  # the built-in corpus, 128 tokens, 200 steps, cosine decay
     cfg.model.name = "tiny_encoder_only"
     cfg.model.overrides = dict(vocab_size=8192, d_model=128, num_heads=4, head_dim=32, d_ff=512,
                                num_encoder_layers=2, dropout_rate=0.0, dtype="float32")
-    cfg.data.corpus = "builtin"
     cfg.data.objective = common.objective("bert_mlm")
-    cfg.data.inputs_length = 128
     cfg.data.batch_size = 64
-    cfg.train.num_steps = 200
     cfg.train.log_every = 5
-    cfg.train.eval_every = 100
-    cfg.train.eval_steps = 2
-    cfg.optimizer.name = "adafactor"
-    cfg.optimizer.schedule = "cosine"
-    cfg.optimizer.learning_rate = 5e-2
-    cfg.optimizer.warmup_steps = 20
-    cfg.optimizer.decay_steps = 180
-    cfg.optimizer.end_value = 5e-3
-    cfg.checkpoint.every_steps = 100
+    cfg.optimizer.update(name="adafactor", learning_rate=5e-2, end_value=5e-3)
     return cfg

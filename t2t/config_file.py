@@ -8,11 +8,11 @@ does), then every override parsed to the type of the field it replaces.
 from __future__ import annotations
 
 import ast
-import importlib.util
-import pathlib
 from typing import Sequence
 
 import ml_collections
+
+from t2t import fileio
 
 PREFIX = "--config."
 
@@ -33,14 +33,9 @@ def split_overrides(argv: Sequence[str]) -> tuple[list[str], list[str]]:
 def load(spec: str, overrides: Sequence[str] = ()) -> ml_collections.ConfigDict:
     """The config of `FILE.py[:ARG]` with `overrides` ("a.b=value") applied."""
     path, _, arg = spec.partition(":")
-    file = pathlib.Path(path)
-    if not file.is_file():
-        raise FileNotFoundError(f"config file not found: {file}")
-    module_spec = importlib.util.spec_from_file_location(f"t2t_config_{file.stem}", file)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
+    module = fileio.load_python_file(path, "config")
     if not hasattr(module, "get_config"):
-        raise ValueError(f"{file}: a config file defines get_config()")
+        raise ValueError(f"{path}: a config file defines get_config()")
     cfg = module.get_config(arg) if arg else module.get_config()
     for override in overrides:
         apply_override(cfg, override)

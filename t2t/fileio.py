@@ -110,3 +110,17 @@ def read_jsonl(path: PathLike, required_keys: Sequence[str] = (), *, skip_malfor
                     continue
                 raise
             yield (n, record) if line_numbers else record
+
+
+def load_python_file(path: PathLike, kind: str):
+    """The module a Python file defines (a config file, a grid file), run under a private name;
+    `kind` names it in the error when the file is missing."""
+    import importlib.util
+
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{kind} file not found: {path}")
+    spec = importlib.util.spec_from_file_location(f"t2t_{kind.replace(' ', '_')}_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

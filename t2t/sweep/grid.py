@@ -19,7 +19,6 @@ plain config (`data.corpus="c4"`, `data.objective.name`, `data.objective.noise_d
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import pathlib
 import re
 from typing import Any, Mapping, Sequence
@@ -27,6 +26,7 @@ from typing import Any, Mapping, Sequence
 import ml_collections
 
 from configs import common, finetune_glue
+from t2t import fileio
 from t2t.data import objectives
 from t2t.models import variants
 
@@ -252,13 +252,7 @@ class Grid:
 
 def load_grid(path: str | pathlib.Path) -> Grid:
     """The `GRID` a grid file defines."""
-    path = pathlib.Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"grid file not found: {path}")
-    spec = importlib.util.spec_from_file_location(f"t2t_grid_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    grid = getattr(module, "GRID", None)
+    grid = getattr(fileio.load_python_file(path, "grid"), "GRID", None)
     if not isinstance(grid, Grid):
         raise ValueError(f"{path}: expected GRID = t2t.sweep.grid.Grid(...), got "
                          f"{type(grid).__name__ if grid is not None else 'nothing'}")

@@ -102,3 +102,20 @@ def test_bad_arguments_are_clear_errors():
     with pytest.raises(SystemExit, match="--sequence_length: expected key:int pairs like inputs:512,targets:114, "
                                          "got 'inputs=512'"):
         inspect_cli.main(["--task", "c4_span_corruption", "--sequence_length", "inputs=512"])
+
+
+def test_config_flags_show_what_the_run_trains_on(capsys, builtin_vocab):
+    """--config with t2t.train's --config.* flags: the quickstart's corpus through i.i.d.
+    denoising at density 0.5, measured over the whole validation split."""
+    args = ["--config", str(REPO / "configs" / "quickstart.py"), "--split", "validation",
+            "--stats", "--config.data.objective.name=iid_denoise",
+            "--config.data.objective.noise_density=0.5"]
+    stats = json.loads(_run(capsys, *args)[0])
+    assert abs(stats["noise_density"] - 0.5) < 0.02 and stats["sentinels_in_order"]
+    assert stats["inputs_length_max"] <= 128 and stats["targets_length_max"] <= 128
+    with pytest.raises(SystemExit, match=r"error: objective 'iid_denoise' takes no argument\(s\) "
+                       r"\['mean_noise_span_length'\]; its arguments are \['noise_density'\]"):
+        inspect_cli.main(args + ["--config.data.objective.mean_noise_span_length=3"])
+    with pytest.raises(SystemExit, match=r"--config.data.objective.spam: no field 'spam' under "
+                       r"data.objective"):
+        inspect_cli.main(args + ["--config.data.objective.spam=3"])
