@@ -14,6 +14,9 @@ TEST = [
     # Independent reference implementations for model tests (CPU build; see README).
     "torch==2.13.0",
     "transformers>=4.57,<4.58",
+    # Static checks the CI line runs (ruff.toml, .pylintrc).
+    "ruff>=0.6",
+    "pylint>=3.2",
 ]
 
 setuptools.setup(

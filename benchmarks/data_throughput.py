@@ -39,18 +39,19 @@ except ImportError:  # run from a checkout without `pip install -e .`
 import numpy as np
 
 import common  # noqa: E402  (benchmarks/common.py: device choice, train step, timing)
-from t2t.data import objectives, pipeline, registry
+from t2t import batch_spec, tasks
+from t2t.data import objectives, pipeline
 
-TOKEN_KEYS = {"enc_dec": ("encoder_input_tokens", "decoder_target_tokens"),
-              "lm": ("decoder_target_tokens",), "prefix_lm": ("decoder_target_tokens",),
-              "enc_only": ("encoder_input_tokens",)}
+# The token streams counted per converter: what the encoder reads and the decoder predicts.
+TOKEN_KEYS = {name: tuple(k for k in ("encoder_input_tokens", "decoder_target_tokens")
+                          if k in spec.keys) for name, spec in batch_spec.SPECS.items()}
 
 
 def measure(task: str, objective: str, *, data_dir, vocab, batch_size: int, batches: int,
             warmup: int, num_workers: int = 0, pack: bool = True, seed: int = 0) -> dict:
     """One configuration's throughput record."""
     converter = objectives.get_objective(objective).converter
-    lengths = dict(registry.get_task(task).default_sequence_length)
+    lengths = dict(tasks.get_task(task).default_sequence_length)
     ds = pipeline.get_dataset(task, "train", sequence_length=lengths, global_batch_size=batch_size,
                               converter=converter, pack=pack, seed=seed, data_dir=data_dir,
                               vocabulary=vocab, num_workers=num_workers, shard=(0, 1))
@@ -81,7 +82,7 @@ def feed_vs_step(task: str, *, data_dir, vocab, batch_size: int, model: str, dev
     """Pipeline tokens/s against the train step's on the same task, lengths and rows."""
     import jax
     from t2t.models import variants
-    lengths = dict(registry.get_task(task).default_sequence_length)
+    lengths = dict(tasks.get_task(task).default_sequence_length)
     jax_device = common.select_device(device, fast_compile)
     cfg = variants.get_model_config(model, dtype="bfloat16" if device == "gpu" else "float32")
     it = iter(pipeline.get_dataset(task, "train", sequence_length=lengths,

@@ -16,7 +16,6 @@ plain or CPU-tuned matmul kernels (layers.ops; cpu_kernels.py): the same values 
 from __future__ import annotations
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 import ml_collections
 

@@ -1,4 +1,5 @@
-"""Feature converters: the batch keys (t2t/batch_spec.py, README "Batches"), seqio's expected arrays, packing that unpacks."""
+"""Feature converters: the batch keys (t2t/batch_spec.py, README "Batches"), seqio's expected arrays,
+packing that unpacks."""
 import collections
 
 import grain
