@@ -1,10 +1,8 @@
 """Run t2t's command-line entry points under tcmalloc instead of glibc malloc.
 
-XLA's CPU runtime allocates ~1.1 GB of fresh temporary buffers every T5-small train step.
-glibc malloc serves those from mmap and returns them to the OS (munmap) when freed, so every
-step takes ~278,000 minor page faults and ~0.5 s of kernel time. Under tcmalloc the same step
-went from 1.75 s to 1.47 s with no page faults (2-core Linux CPU, glibc 2.36); glibc's tunables
-(MALLOC_MMAP_MAX_=0 ...) also remove the faults but only reached 1.65 s.
+XLA's CPU runtime allocates large fresh temporary buffers every train step. glibc malloc
+serves those from mmap and returns them to the OS (munmap) when freed, so every step pays for
+page faults in kernel time; tcmalloc keeps the memory (benchmarks/RESULTS.md has the numbers).
 
 LD_PRELOAD is read by the dynamic loader only when a process starts, so an entry point calls
 `reexec_with_tcmalloc()` first thing: the process replaces itself (os.execve: same pid, same

@@ -1,8 +1,9 @@
 """The seams between packages, end to end: every architecture with every objective it pairs
-with trains a few steps on the built-in corpus through the real loop (config -> pairing ->
-pipeline -> converter -> model -> checkpoint), resumes, and scores its own batches; the
-generating architectures are evaluated through `python -m t2t.evaluate --workdir` with and
-without `--vocab`. Bad pairings fail at start-up naming both sides."""
+with feeds the real pipeline's batches (config -> pairing -> objective -> converter) into the
+model's jitted training loss; each architecture trains a few steps on the built-in corpus
+through the real loop, saves, resumes, scores and (where it generates) decodes; a decoder-only
+run is evaluated through `python -m t2t.evaluate --workdir` with and without `--vocab` (the
+encoder-decoder's is in tests/eval/test_evaluate_cli.py). Bad pairings fail at start-up."""
 import json
 import pathlib
 
@@ -27,9 +28,9 @@ PAIRINGS = ([("encoder_decoder", o, "enc_dec") for o in ENC_DEC_OBJECTIVES]
                ("decoder_only", "span_corruption", "prefix_lm"),
                ("prefix_lm", "prefix_lm", "prefix_lm"), ("prefix_lm", "span_corruption", "prefix_lm"),
                ("encoder_only", "bert_mlm", "enc_only")])
-# One resume per architecture (the exact-resume tests live in tests/train/test_loop.py).
-RESUMED = {("encoder_decoder", "span_corruption"), ("decoder_only", "causal_lm"),
-           ("prefix_lm", "prefix_lm"), ("encoder_only", "bert_mlm")}
+# One full run per architecture (exact resume is tested in tests/train/test_loop.py).
+RUNS = [("encoder_decoder", "span_corruption"), ("decoder_only", "causal_lm"),
+        ("prefix_lm", "prefix_lm"), ("encoder_only", "bert_mlm")]
 
 
 @pytest.fixture(scope="module")
@@ -55,34 +56,48 @@ def _config(model: str, objective: str, steps: int = 2, **objective_args):
     return cfg
 
 
+def _pipeline_batch(data, rows: int = 4) -> dict:
+    return next(iter(pipeline.get_dataset(
+        data.task, "train", sequence_length=data.lengths, global_batch_size=rows,
+        converter=data.converter, shard=(0, 1))))
+
+
 @pytest.mark.parametrize("model,objective,converter", PAIRINGS,
                          ids=[f"{m}-{o}" for m, o, _ in PAIRINGS])
-def test_architecture_trains_resumes_and_scores(model, objective, converter, tmp_path,
-                                                builtin_vocab):
+def test_every_objective_feeds_its_architecture(model, objective, converter, builtin_vocab):
+    """The pairing picks the converter the model declares; a pipeline batch has exactly the
+    keys, shapes and dtypes of that converter's spec; the model's loss on it is finite."""
     cfg = _config(model, objective)
-    model_cfg = variants.get_model_config(cfg.model.name, **cfg.model.overrides)
+    model_cfg = variants.from_run_config(cfg)
     data = pairing.resolve(cfg, model_cfg)
     assert data.converter == converter
     assert converter in FEATURE_CONVERTERS[model_cfg.architecture]
-
-    # A batch from the real pipeline has exactly the keys and shapes of the converter's spec.
-    batch = next(iter(pipeline.get_dataset(
-        data.task, "train", sequence_length=data.lengths, global_batch_size=4,
-        converter=converter, shard=(0, 1))))
+    batch = _pipeline_batch(data)
     expected = batch_spec.get(converter).shapes(data.lengths, 4)
     assert {k: (v.shape, v.dtype) for k, v in batch.items()} == {
         k: (s.shape, s.dtype) for k, s in expected.items()}
+    net = build_model(model_cfg)
+    params = net.init(jax.random.key(0), batch)
+    loss, aux = jax.jit(net.loss)(params, batch)
+    assert np.isfinite(loss) and aux["num_tokens"] == batch[data.spec.loss_weights].sum() > 0
 
+
+@pytest.mark.parametrize("model,objective", RUNS, ids=[m for m, _ in RUNS])
+def test_architecture_trains_resumes_scores_and_decodes(model, objective, tmp_path,
+                                                        builtin_vocab):
+    cfg = _config(model, objective)
+    model_cfg = variants.from_run_config(cfg)
     result = loop.train_and_evaluate(cfg, tmp_path)
     assert result["step"] == 2 and np.isfinite(result["loss"])
-    if (model, objective) in RESUMED:
-        result = loop.train_and_evaluate(_config(model, objective, steps=3), tmp_path)
-        records = [r for r in read_metrics(tmp_path) if r["split"] == "train"]
-        assert [r["step"] for r in records] == [1, 2, 3] and result["step"] == 3
+    result = loop.train_and_evaluate(_config(model, objective, steps=3), tmp_path)
+    records = [r for r in read_metrics(tmp_path) if r["split"] == "train"]
+    assert [r["step"] for r in records] == [1, 2, 3] and result["step"] == 3
 
     # The trained params score the pipeline's batch: one finite log-likelihood per row.
     from t2t.eval import run as run_lib
     run = run_lib.load_run(tmp_path)
+    assert run.label == "3" and run.vocab.vocab_size == builtin_vocab.vocab_size
+    batch = _pipeline_batch(pairing.resolve(cfg, model_cfg))
     scores = np.asarray(jax.jit(run.model.score)(run.params, batch))
     assert scores.shape == (4,) and np.all(np.isfinite(scores)) and np.all(scores <= 0)
     if model_cfg.architecture == "encoder_only":
@@ -93,11 +108,11 @@ def test_architecture_trains_resumes_and_scores(model, objective, converter, tmp
     assert decoded.shape == (4, 4) and decoded.dtype == np.int32
 
 
-@pytest.mark.parametrize("model", ["encoder_decoder", "decoder_only"])
-def test_evaluate_cli_with_and_without_vocab(model, tmp_path, data_dir, builtin_vocab, capsys):
+def test_evaluate_cli_with_and_without_vocab(tmp_path, data_dir, builtin_vocab, capsys):
+    """A run whose config names no vocabulary (the built-in corpus's is the task's own)."""
     from t2t import evaluate
 
-    loop.train_and_evaluate(_config(model, "span_corruption"), tmp_path)
+    loop.train_and_evaluate(_config("decoder_only", "span_corruption"), tmp_path)
     capsys.readouterr()
     for extra in ([], ["--vocab", str(builtin_vocab.path)]):
         assert evaluate.main(["--workdir", str(tmp_path), "--tasks", "glue_rte", "--data_dir",

@@ -213,9 +213,8 @@ def run_loop(run: _Run, state, start: int) -> dict[str, Any]:
     bar = metrics_lib.progress_bar(cfg.train.num_steps, start)
     dropout_key = jax.random.key(cfg.seed + 1)
     history, last, step, t_log = [], {}, start, time.perf_counter()
-    # The ~200k long-lived objects of the setup (modules, configs, JAX's caches) out of the
-    # garbage collector's scans: each full collection rescanned them (~0.1-0.2 CPU-s per
-    # checkpoint save, whose Orbax code allocates many Python objects).
+    # The long-lived objects of the setup (modules, configs, JAX's caches) out of the garbage
+    # collector's scans: each full collection (frequent while Orbax saves) rescanned them.
     gc.collect()
     gc.freeze()
     try:

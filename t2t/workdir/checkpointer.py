@@ -54,7 +54,7 @@ def lower_thread_priority(tid: int) -> bool:
     """Sets thread `tid` to nice 19 and, where allowed, SCHED_IDLE; False if it is gone.
 
     SCHED_IDLE threads run only when no normal thread wants the core, and lose the core at once
-    when one wakes (nice 19 alone still takes ~1.5% and wakes later). Both only lower the
+    when one wakes (nice 19 alone still takes a share and wakes later). Both only lower the
     priority, so no privilege is needed.
     """
     try:
@@ -139,7 +139,7 @@ def _pin_host_buffers(tree) -> list[np.ndarray]:
 
     While a view exists XLA cannot reuse that buffer for a donated argument (the donation falls
     back to a fresh buffer), so the arrays keep their values until Orbax has taken its own views,
-    even if the loop runs (donating) steps meanwhile. Costs ~20 ms for 763 arrays, no copying.
+    even if the loop runs (donating) steps meanwhile. Nothing is copied.
     """
     return [np.asarray(shard.data) for x in jax.tree.leaves(tree) if isinstance(x, jax.Array)
             for shard in x.addressable_shards]
@@ -216,10 +216,8 @@ class Checkpointer:
     write run at their (normal) priority until the next save lowers them.
 
     `compress` (default off) writes the arrays with zstd, Orbax's default. Off, because float32
-    weights and optimizer moments barely compress: the t5_v1_1_small float32 train state (763
-    arrays, 385 MB) takes 355 MB compressed (-8%), while zstd costs ~0.45 CPU-seconds per save
-    (user CPU of save + wait 1.26 -> 0.80 s, process total ~1.9 -> ~1.5 s, medians of 6
-    alternated runs on a 2-core CPU host), time that steps overlapping the write lose. Either way
+    weights and optimizer moments barely compress while zstd costs CPU time that steps
+    overlapping the write lose (benchmarks/RESULTS.md). Either way
     the format is Orbax's PyTree checkpoint (zarr arrays in OCDBT; StandardCheckpointHandler,
     used before, wraps the same handler): each array records its own codec, so compressed and
     uncompressed checkpoints restore alike.
