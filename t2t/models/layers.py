@@ -1,7 +1,7 @@
 """Transformer building blocks: params tagged with logical axes, masks, position schemes.
 
 Logical axis names used on params (map them to mesh axes with ONE rules table, e.g. in
-t2t/train/partitioning.py, via `nn.get_partition_spec` + `nn.logical_to_mesh_sharding`):
+t2t/sharding.py, via `nn.get_partition_spec` + `nn.logical_to_mesh_sharding`):
 
   'vocab'           token embedding rows / output-logit columns
   'embed'           the model width d_model

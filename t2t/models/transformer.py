@@ -79,7 +79,7 @@ def _layer_fn(cfg, **static):
 
 def _scanned(fn, num_layers: int):
     """`fn` applied num_layers times by nn.scan: params stacked on a leading axis tagged 'layers'
-    (partitioning.RULES replicates it), cache on axis 1, a fresh params/dropout rng per layer;
+    (sharding.RULES replicates it), cache on axis 1, a fresh params/dropout rng per layer;
     the non-carry arguments are the same for every layer."""
     def body(layer, x, *args):
         return fn(layer, x, *args), None
