@@ -84,9 +84,26 @@ def _check_finite(step: int, metrics: dict) -> None:
 
 
 # ----------------------------------------------------------------------------- main
+# Config fields that count steps or rows: (key, the smallest value that makes sense).
+COUNTS = (("train.num_steps", 1), ("train.log_every", 1), ("checkpoint.every_steps", 1),
+          ("train.eval_every", 0), ("train.eval_steps", 0), ("train.num_microbatches", 1),
+          ("data.batch_size", 1), ("checkpoint.keep", 1))
+
+
+def check_counts(cfg) -> None:
+    """A ValueError naming the key when a step or row count is out of range (zero log or
+    checkpoint intervals would divide by zero mid-run; zero steps would train nothing)."""
+    for key, minimum in COUNTS:
+        section, field = key.split(".")
+        value = cfg[section][field]
+        if not isinstance(value, int) or value < minimum:
+            raise ValueError(f"{key}={value!r}: expected an integer >= {minimum}")
+
+
 def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     """Trains (or resumes) the run described by `cfg` in `workdir`; returns the last metrics."""
     workdir = pathlib.Path(workdir).absolute()
+    check_counts(cfg)
     primary = jax.process_index() == 0
     if primary:
         workdir.mkdir(parents=True, exist_ok=True)

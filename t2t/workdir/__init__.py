@@ -111,9 +111,13 @@ def read_run_config(workdir):
 
 
 def read_metrics(workdir, skip_malformed: bool = False) -> list[dict]:
-    """The records of <workdir>/metrics.jsonl ([] when there is none yet). `skip_malformed`
-    skips a line cut off by a killed run (for readers of live runs)."""
+    """The records of <workdir>/metrics.jsonl ([] when there is none yet), one per (step, split):
+    a run resumed after a crash writes again the steps after its last checkpoint, and those
+    later rows supersede the lost run's. `skip_malformed` skips a line cut off by a killed run
+    (for readers of live runs)."""
     try:
-        return list(fileio.read_jsonl(metrics_path(workdir), skip_malformed=skip_malformed))
+        records = list(fileio.read_jsonl(metrics_path(workdir), skip_malformed=skip_malformed))
     except FileNotFoundError:
         return []
+    last = {(r.get("step"), r.get("split")): i for i, r in enumerate(records)}
+    return [r for i, r in enumerate(records) if last[(r.get("step"), r.get("split"))] == i]

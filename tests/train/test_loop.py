@@ -15,7 +15,8 @@ import pytest
 from configs import tiny_test
 from tests.conftest import xla_flags
 from t2t.train import loop
-from t2t.workdir import read_metrics
+from t2t import fileio
+from t2t.workdir import metrics_path, read_metrics
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 # 4 devices, 2 fixed data shards: comparable with 2 processes x 2 devices.
@@ -110,7 +111,8 @@ def test_sigterm_then_kill9_then_resume(straight, tmp_path):
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     losses = {}
-    for r in read_metrics(tmp_path):  # steps logged twice (after a crash) must agree too
+    raw = fileio.read_jsonl(metrics_path(tmp_path))  # every row, also steps logged twice
+    for r in raw:  # steps logged twice (after a crash) must agree too
         assert losses.setdefault(r["step"], r["loss"]) == r["loss"]
     assert losses == _losses(straight)
 
