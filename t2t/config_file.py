@@ -1,7 +1,8 @@
 """Config files and `--config.a.b=value` overrides outside absl (for `t2t.inspect`).
 
-`python -m t2t.train` reads its config with ml_collections' absl flags; tools that take the
-same flags next to their own arguments use `load(path, overrides)`: the file's
+`python -m t2t.train` reads its config with ml_collections' absl flags and its model overrides
+with `parse_model_override`; tools that take the same flags next to their own arguments use
+`load(path, overrides)`: the file's
 `get_config()` (a `FILE.py:ARG` spec is passed to `get_config(ARG)`, as ml_collections
 does), then every override parsed to the type of the field it replaces.
 """
@@ -53,19 +54,25 @@ def apply_override(cfg: ml_collections.ConfigDict, override: str) -> None:
             raise ValueError(f"{PREFIX}{key}: the config has no {'.'.join(parents[:i + 1])!r}")
         node = node[part]
     if parents == ["model", "overrides"]:
-        from t2t.models import variants
-        defaults = variants.base_config()
-        if leaf not in defaults:
-            raise ValueError(f"{PREFIX}{key}: unknown model field; fields are "
-                             f"{sorted(defaults.keys())}")
-        kind = type(defaults[leaf])
+        value = parse_model_override(leaf, text)
     elif leaf in node:
-        kind = node.get_type(leaf)
+        value = parse_value(text, node.get_type(leaf), f"{PREFIX}{key}")
     else:
         raise ValueError(f"{PREFIX}{key}: no field {leaf!r} under "
                          f"{'.'.join(parents) or 'the top level'}; fields: {sorted(node.keys())}")
     with node.unlocked():
-        node[leaf] = parse_value(text, kind, f"{PREFIX}{key}")
+        node[leaf] = value
+
+
+def parse_model_override(field: str, text: str):
+    """`--config.model.overrides.FIELD=text`: the value as the type of model field `field`
+    (t2t.models.variants.base_config), also for a field the config file does not list."""
+    from t2t.models import variants
+    defaults = variants.base_config()
+    flag = f"{PREFIX}model.overrides.{field}"
+    if field not in defaults:
+        raise ValueError(f"{flag}: unknown model field; fields are {sorted(defaults.keys())}")
+    return parse_value(text, type(defaults[field]), flag)
 
 
 def parse_value(text: str, kind: type, where: str):

@@ -123,18 +123,25 @@ def sequence_lengths(data_cfg, objective: objectives.Objective | None) -> dict[s
     return {"inputs": inputs, "targets": targets}
 
 
-def resolve(cfg, model_cfg) -> RunData:
-    """The run's task, converter, lengths and vocabulary; checks the pairing with the model."""
+def pair(cfg, model_cfg) -> tuple[Any, objectives.Objective | None, str, dict[str, int]]:
+    """(task, objective, converter, lengths) of a run, the pairing with the model checked; reads
+    no vocabulary (a sweep describes points whose vocabulary only the TPU VM can read)."""
     task, objective = resolve_task(cfg.data)
     converter = converter_for(cfg.data, model_cfg.architecture, task)
     if objective is not None:
         check_objective(objective, converter, model_cfg.architecture)
+    return task, objective, converter, sequence_lengths(cfg.data, objective)
+
+
+def resolve(cfg, model_cfg) -> RunData:
+    """The run's task, converter, lengths and vocabulary; checks the pairing with the model."""
+    task, objective, converter, lengths = pair(cfg, model_cfg)
     override = SentencePieceVocabulary(cfg.data.vocab) if cfg.data.get("vocab") else None
     vocab = override or task_vocabulary(task)
     if vocab.vocab_size > model_cfg.vocab_size:
         raise ValueError(f"the vocabulary has {vocab.vocab_size} ids but model.vocab_size is "
                          f"{model_cfg.vocab_size}; set --config.model.overrides.vocab_size")
-    return RunData(task, converter, sequence_lengths(cfg.data, objective), vocab, override,
+    return RunData(task, converter, lengths, vocab, override,
                    objectives.describe(objective) if objective else None)
 
 
@@ -147,9 +154,3 @@ def flops_per_step(model_cfg, converter: str, lengths, batch_size: int) -> float
         return variants.flops_per_token(model_cfg, li, li) * batch_size * li
     return variants.flops_per_token(model_cfg, li, lt) * batch_size * lt
 
-
-def describe(cfg, model_cfg) -> dict[str, Any]:
-    """A JSON-able summary of the pairing (for sweep point files and logs)."""
-    data = resolve(cfg, model_cfg)
-    return {"task": data.task.name, "converter": data.converter, "lengths": data.lengths,
-            "objective": data.objective}

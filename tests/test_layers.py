@@ -19,12 +19,11 @@ LAYERS = {
     "batch_spec": 0, "fileio": 0, "allocator": 0,
     "models": 1, "data": 1, "sharding": 1,
     "tasks": 2,
-    "pairing": 3, "workdir": 3,
+    "pairing": 3, "workdir": 3, "config_file": 3,
     "eval": 4,
     "train": 5,
     "sweep": 6,
     "evaluate": 7, "inspect": 7, "score": 7, "convert": 7, "clean_c4": 7, "results": 7,
-    "config_file": 7,
 }
 NEVER = [("models", "data"), ("data", "models"), ("eval", "train"), ("sweep", "train")]
 

@@ -34,14 +34,8 @@ class Run:
     params: Any
     label: str                    # the step, or the params directory's name ("best")
     vocab: SentencePieceVocabulary
+    sequence_length: dict[str, int]  # {"inputs", "targets"}, a derived targets length resolved
     mesh: Any
-
-    @property
-    def sequence_length(self) -> dict[str, int]:
-        """The run's {"inputs", "targets"} lengths (a derived targets length resolved)."""
-        task, objective = pairing.resolve_task(self.cfg.data)
-        del task
-        return pairing.sequence_lengths(self.cfg.data, objective)
 
     @property
     def data_dir(self) -> str | None:
@@ -59,12 +53,13 @@ class Run:
         return stack
 
 
-def run_vocabulary(cfg, vocab: str | None) -> SentencePieceVocabulary:
-    """`vocab`, else the run's data.vocab, else the vocabulary of the task it trained on."""
+def run_data(cfg, model_cfg, vocab: str | None) -> tuple[SentencePieceVocabulary, dict[str, int]]:
+    """(vocabulary, sequence lengths) of the run: `vocab`, else the run's data.vocab, else the
+    vocabulary of the task it trained on; its lengths as training resolved them."""
+    task, _, _, lengths = pairing.pair(cfg, model_cfg)
     if vocab or cfg.data.get("vocab"):
-        return SentencePieceVocabulary(vocab or cfg.data.vocab)
-    task, _ = pairing.resolve_task(cfg.data)
-    return pairing.task_vocabulary(task)
+        return SentencePieceVocabulary(vocab or cfg.data.vocab), lengths
+    return pairing.task_vocabulary(task), lengths
 
 
 def _mesh(cfg):
@@ -89,4 +84,4 @@ def load_run(workdir, checkpoint: str | int | None = None, *, vocab: str | None 
     mesh = _mesh(cfg)
     params = restore.load_params(path, nn.unbox(boxed), sharding.param_shardings(boxed, mesh),
                                  step=step)
-    return Run(cfg, model_cfg, model, params, label, run_vocabulary(cfg, vocab), mesh)
+    return Run(cfg, model_cfg, model, params, label, *run_data(cfg, model_cfg, vocab), mesh)

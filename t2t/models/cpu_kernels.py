@@ -17,6 +17,14 @@ import jax
 import jax.numpy as jnp
 
 
+def for_this_backend() -> bool:
+    """True where these kernels are the faster ones: on XLA's CPU backend (`kernels='auto'`)."""
+    return jax.default_backend() == "cpu"
+
+
+OPS_NAMES = ("dense", "attention_scores", "attention_values", "expand_batch", "argmax")
+
+
 def _matmul(a, b, dims):
     """dot_general accumulated in float32, cast to a's dtype (as layers._matmul)."""
     return jax.lax.dot_general(a, b, dims, preferred_element_type=jnp.float32).astype(a.dtype)

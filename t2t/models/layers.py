@@ -23,6 +23,7 @@ versions here (kernels='xla'), or cpu_kernels.py's CPU-tuned ones ('cpu_tuned');
 from __future__ import annotations
 
 import math
+import sys
 import types
 from typing import Any, Callable
 
@@ -98,24 +99,18 @@ def argmax(logits):
 
 
 KERNELS = ("auto", "xla", "cpu_tuned")
-_OPS = {
-    "xla": types.SimpleNamespace(dense=dense, attention_scores=attention_scores,
-                                 attention_values=attention_values, expand_batch=expand_batch,
-                                 argmax=argmax),
-    "cpu_tuned": types.SimpleNamespace(
-        dense=cpu_kernels.dense, attention_scores=cpu_kernels.attention_scores,
-        attention_values=cpu_kernels.attention_values, expand_batch=cpu_kernels.expand_batch,
-        argmax=cpu_kernels.argmax),
-}
+# The same five functions from each module, by kernels name.
+_OPS = {name: types.SimpleNamespace(**{op: getattr(module, op) for op in cpu_kernels.OPS_NAMES})
+        for name, module in (("xla", sys.modules[__name__]), ("cpu_tuned", cpu_kernels))}
 
 
 def resolve_kernels(name: str) -> str:
-    """The model config's `kernels` -> 'xla' | 'cpu_tuned'; 'auto' is 'cpu_tuned' on the CPU
-    backend and 'xla' elsewhere."""
+    """The model config's `kernels` -> 'xla' | 'cpu_tuned'; 'auto' is 'cpu_tuned' where
+    cpu_kernels says it is the faster set (the CPU backend) and 'xla' elsewhere."""
     if name not in KERNELS:
         raise ValueError(f"model config kernels={name!r}: expected one of {KERNELS}")
     if name == "auto":
-        return "cpu_tuned" if jax.default_backend() == "cpu" else "xla"
+        return "cpu_tuned" if cpu_kernels.for_this_backend() else "xla"
     return name
 
 

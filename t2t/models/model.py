@@ -77,14 +77,15 @@ def check_batch(batch: Mapping, architecture: str, required=None) -> None:
 
 
 def cross_entropy(logits, targets, weights, *, z_loss: float = 0.0,
-                  label_smoothing: float = 0.0):
+                  label_smoothing: float = 0.0, kernels: str = "auto"):
     """Summed token cross-entropy (T5X definition) -> (sum_loss, aux).
 
     sum_loss = sum_t w_t * (CE(smoothed target_t, softmax(logits_t)) - const + z_loss * logZ_t^2),
     where label smoothing puts 1-s on the target and s/(V-1) elsewhere and `const` (the soft
     target's entropy) makes a perfect prediction cost 0. aux (all weighted sums): 'num_tokens'
     (sum of weights), 'z_loss', 'cross_entropy' (unsmoothed -log p(target)), 'accuracy'
-    (count of argmax == target). Divide by aux['num_tokens'] for a per-token mean.
+    (count of argmax == target; argmax from `layers.ops(kernels)`, the same index with every
+    kernel set). Divide by aux['num_tokens'] for a per-token mean.
     """
     logits = logits.astype(jnp.float32)
     weights = weights.astype(jnp.float32)
@@ -106,15 +107,9 @@ def cross_entropy(logits, targets, weights, *, z_loss: float = 0.0,
         "num_tokens": jnp.sum(weights),
         "z_loss": jnp.sum(weights * z_term),
         "cross_entropy": jnp.sum(weights * -target_log_p),
-        "accuracy": jnp.sum(weights * (_argmax(logits) == targets)),
+        "accuracy": jnp.sum(weights * (layers.ops(kernels).argmax(logits) == targets)),
     }
     return jnp.sum(weights * (smoothed + z_term)), aux
-
-
-def _argmax(logits):
-    """Index of the maximum over the last axis (the first on ties), by the backend's kernels
-    ('auto': cpu_kernels.argmax on CPU, else jnp.argmax; the same index either way)."""
-    return layers.ops("auto").argmax(logits)
 
 
 class Model:
@@ -170,7 +165,7 @@ class Model:
         logits = self.logits(params, batch, train=train, dropout_rng=dropout_rng)
         return cross_entropy(logits, jnp.asarray(batch[self.spec.targets]),
                              jnp.asarray(batch[self.spec.loss_weights]), z_loss=z_loss,
-                             label_smoothing=label_smoothing)
+                             label_smoothing=label_smoothing, kernels=self.cfg.kernels)
 
     def score(self, params, batch):
         """float32 [batch]: sum_t w_t * log p(target_t) (rank classification)."""

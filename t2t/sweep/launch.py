@@ -222,12 +222,8 @@ def point_summary(grid: grid_lib.Grid, scale: str, point: str, stages: Sequence[
     p = grid.point(point)
     cfg = grid.config(scale, point, "pretrain")
     model_cfg = variants.from_run_config(cfg)
-    # The pairing without the vocabulary (that may be a gs:// path only the TPU VM reads).
-    task, objective = pairing.resolve_task(cfg.data)
-    converter = pairing.converter_for(cfg.data, model_cfg.architecture, task)
-    if objective is not None:
-        pairing.check_objective(objective, converter, model_cfg.architecture)
-    flops = pairing.flops_per_step(model_cfg, converter, pairing.sequence_lengths(cfg.data, objective), 1)
+    task, _, converter, lengths = pairing.pair(cfg, model_cfg)  # no vocabulary read
+    flops = pairing.flops_per_step(model_cfg, converter, lengths, 1)
     return {"name": p.name, "grid": grid.name, "scale": scale, "model": p.model,
             "objective": p.objective, "objective_kwargs": dict(p.objective_kwargs),
             "overrides": dict(p.overrides), "description": p.description,

@@ -61,21 +61,12 @@ def split_model_overrides(argv: list[str]) -> tuple[list[str], dict[str, str]]:
 
 
 def parse_model_override(field: str, text: str):
-    """`text` as the type of model field `field`; a clear error for unknown fields/values."""
-    from t2t.models import variants
-    defaults = variants.base_config()
-    if field not in defaults:
-        raise app.UsageError(f"{_MODEL_OVERRIDE}{field}: unknown model field; fields are "
-                             f"{sorted(defaults.keys())}")
-    kind = type(defaults[field])
-    if kind is bool:
-        if text.lower() not in ("true", "false", "1", "0"):
-            raise app.UsageError(f"{_MODEL_OVERRIDE}{field}={text}: expected true or false")
-        return text.lower() in ("true", "1")
+    """`text` as the type of model field `field`; a usage error for unknown fields/values."""
+    from t2t import config_file
     try:
-        return kind(text)
-    except ValueError:
-        raise app.UsageError(f"{_MODEL_OVERRIDE}{field}={text}: expected {kind.__name__}") from None
+        return config_file.parse_model_override(field, text)
+    except ValueError as e:
+        raise app.UsageError(str(e)) from None
 
 
 def apply_model_overrides(cfg, overrides: dict[str, str]) -> None:
